@@ -1,0 +1,212 @@
+//! Validated identifiers.
+//!
+//! Every id that can end up in a topic name is a newtype that can only be built through
+//! validation. The character sets are the AWS ones (thing names, command and execution ids), which
+//! exclude every MQTT topic metacharacter (`/`, `+`, `#`), `$`, NUL and whitespace.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Why a piece of text is not a valid identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {reason}")]
+pub struct IdError {
+    /// Which kind of id was being validated (`deviceId`, `method`, ...).
+    pub kind: &'static str,
+    /// What is wrong with it.
+    pub reason: IdProblem,
+}
+
+/// The ways an identifier can be wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdProblem {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {max} characters long")]
+    TooLong { max: usize },
+    #[error("contains a character outside {allowed} at position {position}")]
+    BadCharacter { allowed: &'static str, position: usize },
+}
+
+/// The rules of one kind of identifier.
+struct Rule {
+    kind: &'static str,
+    max: usize,
+    allowed: &'static str,
+    extra: &'static [u8],
+}
+
+impl Rule {
+    fn check(&self, text: &str) -> Result<(), IdError> {
+        let fail = |reason| IdError { kind: self.kind, reason };
+        if text.is_empty() {
+            return Err(fail(IdProblem::Empty));
+        }
+        // Counted in bytes: every allowed character is ASCII, so a non-ASCII id fails on its
+        // first non-ASCII byte below with the right position anyway.
+        if text.len() > self.max {
+            return Err(fail(IdProblem::TooLong { max: self.max }));
+        }
+        match text
+            .bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || self.extra.contains(&b)))
+        {
+            Some(position) => Err(fail(IdProblem::BadCharacter { allowed: self.allowed, position })),
+            None => Ok(()),
+        }
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:literal, $allowed:literal, $extra:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            const RULE: Rule = Rule { kind: $kind, max: $max, allowed: $allowed, extra: $extra };
+
+            /// Validates `text` and wraps it.
+            pub fn parse(text: impl Into<String>) -> Result<Self, IdError> {
+                let text = text.into();
+                Self::RULE.check(&text)?;
+                Ok(Self(text))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The id's text, moved out.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(text: &str) -> Result<Self, IdError> {
+                Self::parse(text)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                Self::parse(text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A device: an AWS IoT thing name, which is also the device's MQTT client id.
+    /// 1–128 characters of `[a-zA-Z0-9:_-]`.
+    DeviceId, "deviceId", 128, "[a-zA-Z0-9:_-]", b":_-"
+);
+id_type!(
+    /// A direct-invocation method name, one topic level: 1–64 characters of `[a-zA-Z0-9_-]`.
+    MethodName, "method", 64, "[a-zA-Z0-9_-]", b"_-"
+);
+id_type!(
+    /// An AWS IoT command id: 1–64 characters of `[a-zA-Z0-9_-]`.
+    CommandId, "commandId", 64, "[a-zA-Z0-9_-]", b"_-"
+);
+id_type!(
+    /// An AWS IoT command execution id: 1–64 characters of `[a-zA-Z0-9_-]`.
+    ExecutionId, "executionId", 64, "[a-zA-Z0-9_-]", b"_-"
+);
+id_type!(
+    /// A direct invocation's id (also its MQTT 5 correlation data): 1–64 characters of
+    /// `[a-zA-Z0-9_-]`.
+    RequestId, "requestId", 64, "[a-zA-Z0-9_-]", b"_-"
+);
+
+impl RequestId {
+    /// A fresh random request id: 32 lower-case hex digits (a v4 UUID without dashes).
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+}
+
+impl ExecutionId {
+    /// A fresh random execution id, a v4 UUID like the ones AWS IoT hands out.
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_device_ids_are_accepted() {
+        for good in ["dev-1", "a", "Thing_01:kitchen", &"x".repeat(128), "0-9_A:z"] {
+            assert!(DeviceId::parse(good).is_ok(), "{good:?} should be valid");
+        }
+    }
+
+    #[test]
+    fn hostile_device_ids_are_refused() {
+        let long = "x".repeat(129);
+        for bad in [
+            "", "a/b", "a+", "#", "$aws", "dev 1", "dev\t1", "dev\n", "nul\0", "dev.1", "dév",
+            "../x", "a/+/#", "dev\u{202e}", &long, "$share/g/x", "a*b", "a?b", "日本",
+        ] {
+            assert!(DeviceId::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn method_and_command_ids_refuse_colons_and_topic_characters() {
+        for bad in ["a:b", "a/b", "+", "#", "$x", "a b", "", &"m".repeat(65)] {
+            assert!(MethodName::parse(bad).is_err(), "method {bad:?}");
+            assert!(CommandId::parse(bad).is_err(), "command {bad:?}");
+            assert!(ExecutionId::parse(bad).is_err(), "execution {bad:?}");
+            assert!(RequestId::parse(bad).is_err(), "request {bad:?}");
+        }
+        assert!(MethodName::parse("setLight_v2-beta").is_ok());
+        assert!(CommandId::parse("m".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn errors_say_which_id_and_what_is_wrong() {
+        let err = DeviceId::parse("a/b").unwrap_err();
+        assert_eq!(err.to_string(), "deviceId contains a character outside [a-zA-Z0-9:_-] at position 1");
+        let err = MethodName::parse("").unwrap_err();
+        assert_eq!(err.to_string(), "method must not be empty");
+    }
+
+    #[test]
+    fn deserializing_validates() {
+        assert!(serde_json::from_str::<DeviceId>("\"ok-1\"").is_ok());
+        assert!(serde_json::from_str::<DeviceId>("\"no/slash\"").is_err());
+    }
+
+    #[test]
+    fn random_ids_are_valid_and_distinct() {
+        let a = RequestId::random();
+        let b = RequestId::random();
+        assert_ne!(a, b);
+        assert!(RequestId::parse(a.as_str()).is_ok());
+        let e = ExecutionId::random();
+        assert_eq!(e.as_str().len(), 36);
+        assert!(ExecutionId::parse(e.as_str()).is_ok());
+    }
+}
