@@ -64,13 +64,22 @@ impl InvokeRequest {
             )));
         }
         let payload = match self.payload {
-            Some(value) => serde_json::to_string(&value).map_err(|_| invalid("payload is not valid JSON"))?,
+            Some(value) => {
+                serde_json::to_string(&value).map_err(|_| invalid("payload is not valid JSON"))?
+            }
             None => "{}".to_owned(),
         };
         if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(ApiError::PayloadTooLarge { size: payload.len(), limit: MAX_PAYLOAD_BYTES });
+            return Err(ApiError::PayloadTooLarge {
+                size: payload.len(),
+                limit: MAX_PAYLOAD_BYTES,
+            });
         }
-        Ok(Invocation { method, payload, timeout_ms })
+        Ok(Invocation {
+            method,
+            payload,
+            timeout_ms,
+        })
     }
 }
 
@@ -133,7 +142,9 @@ pub struct UpdateCommandRequest {
 impl UpdateCommandRequest {
     pub fn validate(&self) -> Result<(), ApiError> {
         if self.display_name.is_none() && self.description.is_none() && self.deprecated.is_none() {
-            return Err(invalid("give at least one of displayName, description, deprecated"));
+            return Err(invalid(
+                "give at least one of displayName, description, deprecated",
+            ));
         }
         check_text("displayName", self.display_name.as_deref(), 64)?;
         check_text("description", self.description.as_deref(), 2028)
@@ -144,8 +155,12 @@ impl UpdateCommandRequest {
 /// characters.
 pub fn check_text(field: &str, text: Option<&str>, max: usize) -> Result<(), ApiError> {
     match text {
-        Some(t) if t.chars().count() > max => Err(invalid(format!("{field} must be at most {max} characters"))),
-        Some(t) if t.chars().any(char::is_control) => Err(invalid(format!("{field} must not contain control characters"))),
+        Some(t) if t.chars().count() > max => {
+            Err(invalid(format!("{field} must be at most {max} characters")))
+        }
+        Some(t) if t.chars().any(char::is_control) => Err(invalid(format!(
+            "{field} must not contain control characters"
+        ))),
         _ => Ok(()),
     }
 }
@@ -179,11 +194,14 @@ pub struct StartExecutions {
 impl StartExecutionsRequest {
     pub fn validate(self) -> Result<StartExecutions, ApiError> {
         if self.targets.is_empty() || self.targets.len() > MAX_TARGETS {
-            return Err(invalid(format!("targets must list 1 to {MAX_TARGETS} devices")));
+            return Err(invalid(format!(
+                "targets must list 1 to {MAX_TARGETS} devices"
+            )));
         }
         let mut targets = Vec::with_capacity(self.targets.len());
         for (i, target) in self.targets.into_iter().enumerate() {
-            let device = DeviceId::parse(target).map_err(|e| invalid(format!("targets[{i}]: {e}")))?;
+            let device =
+                DeviceId::parse(target).map_err(|e| invalid(format!("targets[{i}]: {e}")))?;
             if targets.contains(&device) {
                 return Err(invalid(format!("targets[{i}]: {device} is listed twice")));
             }
@@ -273,7 +291,9 @@ pub struct ExecutionRecord {
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
-    pub timeline: Vec<TimelineEntry>,
+    /// The status history, oldest first; left out of list answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<TimelineEntry>>,
 }
 
 /// A direct invocation as `GET /invocations/{requestId}` shows it.
@@ -291,7 +311,9 @@ pub struct InvocationRecord {
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
-    pub timeline: Vec<TimelineEntry>,
+    /// The status history, oldest first; left out of list answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<TimelineEntry>>,
 }
 
 /// `GET /devices/{deviceId}`.
@@ -329,22 +351,33 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// Reads the query-string pairs of a list route; unknown keys are refused.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, ApiError> {
-        let mut query = ListQuery { limit: DEFAULT_LIST_LIMIT, ..Default::default() };
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ApiError> {
+        let mut query = ListQuery {
+            limit: DEFAULT_LIST_LIMIT,
+            ..Default::default()
+        };
         for (key, value) in pairs {
             match key {
                 "status" => {
-                    query.status = Some(
-                        crate::status::ExecutionStatus::parse(value)
-                            .ok_or_else(|| invalid(format!("status {value:?} is not an execution status")))?,
-                    )
+                    query.status =
+                        Some(crate::status::ExecutionStatus::parse(value).ok_or_else(|| {
+                            invalid(format!("status {value:?} is not an execution status"))
+                        })?)
                 }
                 "limit" => {
                     query.limit = value
                         .parse()
                         .ok()
                         .filter(|l| LIST_LIMIT.contains(l))
-                        .ok_or_else(|| invalid(format!("limit must be between {} and {}", LIST_LIMIT.start(), LIST_LIMIT.end())))?
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "limit must be between {} and {}",
+                                LIST_LIMIT.start(),
+                                LIST_LIMIT.end()
+                            ))
+                        })?
                 }
                 "nextToken" => query.next_token = Some(value.to_owned()),
                 other => return Err(invalid(format!("unknown query parameter {other:?}"))),
@@ -380,10 +413,16 @@ mod tests {
     #[test]
     fn invoke_refuses_out_of_range_timeouts() {
         for t in [0, 99, 25_001, u64::MAX] {
-            assert!(invoke(json!({"method": "m", "timeoutMs": t})).is_err(), "{t}");
+            assert!(
+                invoke(json!({"method": "m", "timeoutMs": t})).is_err(),
+                "{t}"
+            );
         }
         for t in [100, 25_000] {
-            assert!(invoke(json!({"method": "m", "timeoutMs": t})).is_ok(), "{t}");
+            assert!(
+                invoke(json!({"method": "m", "timeoutMs": t})).is_ok(),
+                "{t}"
+            );
         }
     }
 
@@ -392,7 +431,8 @@ mod tests {
         let filler = |n: usize| json!("x".repeat(n));
         // A JSON string of n characters serializes to n + 2 bytes.
         assert!(invoke(json!({"method": "m", "payload": filler(MAX_PAYLOAD_BYTES - 2)})).is_ok());
-        let err = invoke(json!({"method": "m", "payload": filler(MAX_PAYLOAD_BYTES - 1)})).unwrap_err();
+        let err =
+            invoke(json!({"method": "m", "payload": filler(MAX_PAYLOAD_BYTES - 1)})).unwrap_err();
         assert_eq!(err.status(), 413);
     }
 
@@ -407,7 +447,11 @@ mod tests {
 
     #[test]
     fn start_executions_checks_targets() {
-        let start = |body: Value| serde_json::from_value::<StartExecutionsRequest>(body).unwrap().validate();
+        let start = |body: Value| {
+            serde_json::from_value::<StartExecutionsRequest>(body)
+                .unwrap()
+                .validate()
+        };
         assert!(start(json!({"targets": []})).is_err());
         assert!(start(json!({"targets": ["a", "a"]})).is_err());
         assert!(start(json!({"targets": ["a/b"]})).is_err());
@@ -415,7 +459,8 @@ mod tests {
         assert!(start(json!({ "targets": many })).is_err());
         assert!(start(json!({"targets": ["a"], "timeoutSeconds": 0})).is_err());
         assert!(start(json!({"targets": ["a"], "waitMs": 25_001})).is_err());
-        let ok = start(json!({"targets": ["a", "b"], "targetType": "client", "waitMs": 1000})).unwrap();
+        let ok =
+            start(json!({"targets": ["a", "b"], "targetType": "client", "waitMs": 1000})).unwrap();
         assert_eq!(ok.target_type, TargetKind::Client);
         assert_eq!(ok.targets.len(), 2);
     }
@@ -434,9 +479,15 @@ mod tests {
     #[test]
     fn update_command_needs_a_field_and_bounded_text() {
         assert!(UpdateCommandRequest::default().validate().is_err());
-        let long = UpdateCommandRequest { display_name: Some("n".repeat(65)), ..Default::default() };
+        let long = UpdateCommandRequest {
+            display_name: Some("n".repeat(65)),
+            ..Default::default()
+        };
         assert!(long.validate().is_err());
-        let ok = UpdateCommandRequest { deprecated: Some(true), ..Default::default() };
+        let ok = UpdateCommandRequest {
+            deprecated: Some(true),
+            ..Default::default()
+        };
         assert!(ok.validate().is_ok());
     }
 
@@ -451,7 +502,7 @@ mod tests {
             status_reason: None,
             created_at: "t".into(),
             completed_at: None,
-            timeline: vec![],
+            timeline: Some(vec![]),
         };
         assert_eq!(
             serde_json::to_value(&record).unwrap(),

@@ -29,7 +29,11 @@ pub enum ApiError {
     DeviceNotConnected(String),
     /// The device did not answer before the deadline (504).
     #[error("device {device} did not answer request {request_id} within {timeout_ms} ms")]
-    DeviceTimeout { device: String, request_id: String, timeout_ms: u64 },
+    DeviceTimeout {
+        device: String,
+        request_id: String,
+        timeout_ms: u64,
+    },
     /// A record or resource does not exist (404); `what` names it (`COMMAND`, `EXECUTION`, ...).
     #[error("{what} {id} not found")]
     NotFound { what: Resource, id: String },
@@ -103,7 +107,9 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::Validation(_) | ApiError::InvalidNextToken => 400,
-            ApiError::DeviceNotConnected(_) | ApiError::NotFound { .. } | ApiError::RouteNotFound(_) => 404,
+            ApiError::DeviceNotConnected(_)
+            | ApiError::NotFound { .. }
+            | ApiError::RouteNotFound(_) => 404,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::CommandDeprecated(_) | ApiError::Conflict(_) => 409,
             ApiError::PayloadTooLarge { .. } => 413,
@@ -138,9 +144,8 @@ impl ApiError {
     /// Seconds for a `Retry-After` header, where the caller should retry.
     pub fn retry_after(&self) -> Option<u32> {
         match self {
-            ApiError::Throttled { retry_after_s } | ApiError::UpstreamUnavailable { retry_after_s } => {
-                Some(*retry_after_s)
-            }
+            ApiError::Throttled { retry_after_s }
+            | ApiError::UpstreamUnavailable { retry_after_s } => Some(*retry_after_s),
             _ => None,
         }
     }
@@ -150,7 +155,10 @@ impl ApiError {
         let status = self.status();
         let code = self.code();
         Problem {
-            type_uri: format!("urn:tether:problem:{}", code.to_ascii_lowercase().replace('_', "-")),
+            type_uri: format!(
+                "urn:tether:problem:{}",
+                code.to_ascii_lowercase().replace('_', "-")
+            ),
             title: title(status).to_owned(),
             status,
             detail: self.to_string(),
@@ -198,7 +206,10 @@ mod tests {
             ApiError::RouteNotFound("/x".into()),
             ApiError::MethodNotAllowed("PUT".into()),
             ApiError::DeviceNotConnected("d".into()),
-            ApiError::NotFound { what: Resource::Command, id: "c".into() },
+            ApiError::NotFound {
+                what: Resource::Command,
+                id: "c".into(),
+            },
             ApiError::CommandDeprecated("c".into()),
             ApiError::Conflict("x".into()),
             ApiError::Throttled { retry_after_s: 1 },
@@ -218,7 +229,11 @@ mod tests {
 
     #[test]
     fn timeout_problem_carries_the_request_id() {
-        let err = ApiError::DeviceTimeout { device: "d".into(), request_id: "r1".into(), timeout_ms: 200 };
+        let err = ApiError::DeviceTimeout {
+            device: "d".into(),
+            request_id: "r1".into(),
+            timeout_ms: 200,
+        };
         let json = serde_json::to_value(err.to_problem()).unwrap();
         assert_eq!(json["status"], 504);
         assert_eq!(json["code"], "DEVICE_TIMEOUT");
@@ -228,7 +243,10 @@ mod tests {
 
     #[test]
     fn not_found_codes_name_the_resource() {
-        let err = ApiError::NotFound { what: Resource::Execution, id: "e".into() };
+        let err = ApiError::NotFound {
+            what: Resource::Execution,
+            id: "e".into(),
+        };
         assert_eq!(err.code(), "EXECUTION_NOT_FOUND");
         assert_eq!(err.to_string(), "execution e not found");
     }

@@ -26,7 +26,10 @@ pub enum IdProblem {
     #[error("must be at most {max} characters long")]
     TooLong { max: usize },
     #[error("contains a character outside {allowed} at position {position}")]
-    BadCharacter { allowed: &'static str, position: usize },
+    BadCharacter {
+        allowed: &'static str,
+        position: usize,
+    },
 }
 
 /// The rules of one kind of identifier.
@@ -39,7 +42,10 @@ struct Rule {
 
 impl Rule {
     fn check(&self, text: &str) -> Result<(), IdError> {
-        let fail = |reason| IdError { kind: self.kind, reason };
+        let fail = |reason| IdError {
+            kind: self.kind,
+            reason,
+        };
         if text.is_empty() {
             return Err(fail(IdProblem::Empty));
         }
@@ -52,7 +58,10 @@ impl Rule {
             .bytes()
             .position(|b| !(b.is_ascii_alphanumeric() || self.extra.contains(&b)))
         {
-            Some(position) => Err(fail(IdProblem::BadCharacter { allowed: self.allowed, position })),
+            Some(position) => Err(fail(IdProblem::BadCharacter {
+                allowed: self.allowed,
+                position,
+            })),
             None => Ok(()),
         }
     }
@@ -157,7 +166,13 @@ mod tests {
 
     #[test]
     fn good_device_ids_are_accepted() {
-        for good in ["dev-1", "a", "Thing_01:kitchen", &"x".repeat(128), "0-9_A:z"] {
+        for good in [
+            "dev-1",
+            "a",
+            "Thing_01:kitchen",
+            &"x".repeat(128),
+            "0-9_A:z",
+        ] {
             assert!(DeviceId::parse(good).is_ok(), "{good:?} should be valid");
         }
     }
@@ -166,8 +181,25 @@ mod tests {
     fn hostile_device_ids_are_refused() {
         let long = "x".repeat(129);
         for bad in [
-            "", "a/b", "a+", "#", "$aws", "dev 1", "dev\t1", "dev\n", "nul\0", "dev.1", "dév",
-            "../x", "a/+/#", "dev\u{202e}", &long, "$share/g/x", "a*b", "a?b", "日本",
+            "",
+            "a/b",
+            "a+",
+            "#",
+            "$aws",
+            "dev 1",
+            "dev\t1",
+            "dev\n",
+            "nul\0",
+            "dev.1",
+            "dév",
+            "../x",
+            "a/+/#",
+            "dev\u{202e}",
+            &long,
+            "$share/g/x",
+            "a*b",
+            "a?b",
+            "日本",
         ] {
             assert!(DeviceId::parse(bad).is_err(), "{bad:?} should be refused");
         }
@@ -188,7 +220,10 @@ mod tests {
     #[test]
     fn errors_say_which_id_and_what_is_wrong() {
         let err = DeviceId::parse("a/b").unwrap_err();
-        assert_eq!(err.to_string(), "deviceId contains a character outside [a-zA-Z0-9:_-] at position 1");
+        assert_eq!(
+            err.to_string(),
+            "deviceId contains a character outside [a-zA-Z0-9:_-] at position 1"
+        );
         let err = MethodName::parse("").unwrap_err();
         assert_eq!(err.to_string(), "method must not be empty");
     }

@@ -68,8 +68,8 @@ impl From<ReasonError> for ResponseError {
 impl DeviceReply {
     /// Parses and checks a reply payload.
     pub fn parse(payload: &[u8]) -> Result<Self, ResponseError> {
-        let reply: DeviceReply =
-            serde_json::from_slice(payload).map_err(|e| ResponseError::InvalidJson(e.to_string()))?;
+        let reply: DeviceReply = serde_json::from_slice(payload)
+            .map_err(|e| ResponseError::InvalidJson(e.to_string()))?;
         if let Some(reason) = &reply.status_reason {
             reason.validate_from_device()?;
         }
@@ -115,9 +115,12 @@ pub struct CommandResponse {
 impl CommandResponse {
     /// Parses and validates a JSON response with the service's rules.
     pub fn parse(payload: &[u8]) -> Result<Self, ResponseError> {
-        let raw: Value = serde_json::from_slice(payload).map_err(|e| ResponseError::InvalidJson(e.to_string()))?;
+        let raw: Value = serde_json::from_slice(payload)
+            .map_err(|e| ResponseError::InvalidJson(e.to_string()))?;
         let invalid = |m: String| ResponseError::InvalidRequest(m);
-        let object = raw.as_object().ok_or_else(|| invalid("the response must be a JSON object".into()))?;
+        let object = raw
+            .as_object()
+            .ok_or_else(|| invalid("the response must be a JSON object".into()))?;
         if let Some(result) = object.get("result").and_then(Value::as_object) {
             for (key, value) in result {
                 if value.is_string() {
@@ -125,7 +128,8 @@ impl CommandResponse {
                 }
             }
         }
-        let response: CommandResponse = serde_json::from_value(raw).map_err(|e| invalid(e.to_string()))?;
+        let response: CommandResponse =
+            serde_json::from_value(raw).map_err(|e| invalid(e.to_string()))?;
         if response.status == ExecutionStatus::Created {
             return Err(invalid("a device cannot report CREATED".into()));
         }
@@ -134,13 +138,19 @@ impl CommandResponse {
         }
         if let Some(result) = &response.result {
             if result.is_empty() {
-                return Err(invalid("At least 1 command execution result is required".into()));
+                return Err(invalid(
+                    "At least 1 command execution result is required".into(),
+                ));
             }
             for key in result.keys() {
                 let ok = (1..=32).contains(&key.len())
-                    && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                 if !ok {
-                    return Err(invalid(format!("result key {key:?} must be 1-32 characters of [a-zA-Z0-9_-]")));
+                    return Err(invalid(format!(
+                        "result key {key:?} must be 1-32 characters of [a-zA-Z0-9_-]"
+                    )));
                 }
             }
         }
@@ -166,7 +176,10 @@ mod tests {
         assert_eq!(reply.result, Some(serde_json::json!({"on": true})));
         assert!(DeviceReply::parse(br#"{"status":"DONE"}"#).is_err());
         assert!(DeviceReply::parse(b"not json").is_err());
-        assert!(DeviceReply::parse(br#"{"status":"FAILED","statusReason":{"reasonCode":"lower"}}"#).is_err());
+        assert!(DeviceReply::parse(
+            br#"{"status":"FAILED","statusReason":{"reasonCode":"lower"}}"#
+        )
+        .is_err());
     }
 
     #[test]
@@ -183,9 +196,18 @@ mod tests {
             (b"{", "InvalidJson"),
             (br#"{"status":"CREATED"}"#, "InvalidRequest"),
             (br#"{"status":"SUCCEEDED","result":{}}"#, "InvalidRequest"),
-            (br#"{"status":"SUCCEEDED","result":{"k":"bare"}}"#, "InvalidRequest"),
-            (br#"{"status":"SUCCEEDED","result":{"k":{"S":"upper"}}}"#, "InvalidRequest"),
-            (br#"{"status":"FAILED","statusReason":{"reasonDescription":"no code"}}"#, "InvalidRequest"),
+            (
+                br#"{"status":"SUCCEEDED","result":{"k":"bare"}}"#,
+                "InvalidRequest",
+            ),
+            (
+                br#"{"status":"SUCCEEDED","result":{"k":{"S":"upper"}}}"#,
+                "InvalidRequest",
+            ),
+            (
+                br#"{"status":"FAILED","statusReason":{"reasonDescription":"no code"}}"#,
+                "InvalidRequest",
+            ),
             (br#"[1,2]"#, "InvalidRequest"),
         ];
         for (payload, code) in cases {

@@ -82,13 +82,18 @@ pub struct StatusReason {
 pub enum ReasonError {
     #[error("statusReason.reasonCode must be 1-64 characters of [A-Z0-9_-]")]
     BadCode,
-    #[error("statusReason.reasonDescription must be at most 1024 characters without control characters")]
+    #[error(
+        "statusReason.reasonDescription must be at most 1024 characters without control characters"
+    )]
     BadDescription,
 }
 
 impl StatusReason {
     pub fn new(code: impl Into<String>, description: Option<String>) -> Self {
-        Self { reason_code: code.into(), reason_description: description }
+        Self {
+            reason_code: code.into(),
+            reason_description: description,
+        }
     }
 
     /// The cloud-side timeout reason.
@@ -102,7 +107,9 @@ impl StatusReason {
         let code = &self.reason_code;
         let code_ok = !code.is_empty()
             && code.len() <= 64
-            && code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if !code_ok {
             return Err(ReasonError::BadCode);
         }
@@ -236,9 +243,15 @@ display_as_str!(ExecutionStatus, InvocationStatus);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
     #[error("Command Execution status cannot be updated to {to} since execution has already completed with status {current}.")]
-    TerminalStateReached { current: ExecutionStatus, to: ExecutionStatus },
+    TerminalStateReached {
+        current: ExecutionStatus,
+        to: ExecutionStatus,
+    },
     #[error("Command Execution status cannot be updated from {from} to {to}.")]
-    InvalidStateTransition { from: ExecutionStatus, to: ExecutionStatus },
+    InvalidStateTransition {
+        from: ExecutionStatus,
+        to: ExecutionStatus,
+    },
 }
 
 impl TransitionError {
@@ -294,7 +307,12 @@ pub struct Precedence(String);
 
 impl Precedence {
     pub fn new(phase: Phase, at_ms: i64, fingerprint: u64) -> Self {
-        Self(format!("{}:{:015}:{:016x}", phase as u8, at_ms.max(0), fingerprint))
+        Self(format!(
+            "{}:{:015}:{:016x}",
+            phase as u8,
+            at_ms.max(0),
+            fingerprint
+        ))
     }
 
     /// Every precedence at or above this one is terminal.
@@ -383,7 +401,11 @@ mod tests {
                     },
                     _ => false,
                 };
-                assert_eq!(ok(from, fs, to, ts), expected, "{from}/{fs:?} -> {to}/{ts:?}");
+                assert_eq!(
+                    ok(from, fs, to, ts),
+                    expected,
+                    "{from}/{fs:?} -> {to}/{ts:?}"
+                );
             }
         }
     }
@@ -412,17 +434,29 @@ mod tests {
 
     #[test]
     fn timeout_source_follows_the_reason_code() {
-        assert_eq!(Source::of_timeout(Some(&StatusReason::no_response_from_device())), Cloud);
-        assert_eq!(Source::of_timeout(Some(&StatusReason::new("WATCHDOG", None))), Device);
+        assert_eq!(
+            Source::of_timeout(Some(&StatusReason::no_response_from_device())),
+            Cloud
+        );
+        assert_eq!(
+            Source::of_timeout(Some(&StatusReason::new("WATCHDOG", None))),
+            Device
+        );
         assert_eq!(Source::of_timeout(None), Device);
     }
 
     #[test]
     fn invocation_phases() {
         assert_eq!(InvocationStatus::Pending.phase(Cloud), Phase::Created);
-        assert_eq!(InvocationStatus::TimedOut.phase(Cloud), Phase::CloudTimedOut);
+        assert_eq!(
+            InvocationStatus::TimedOut.phase(Cloud),
+            Phase::CloudTimedOut
+        );
         assert_eq!(InvocationStatus::Succeeded.phase(Device), Phase::Terminal);
-        assert_eq!(InvocationStatus::parse("PENDING"), Some(InvocationStatus::Pending));
+        assert_eq!(
+            InvocationStatus::parse("PENDING"),
+            Some(InvocationStatus::Pending)
+        );
         assert_eq!(InvocationStatus::parse("CREATED"), None);
     }
 
@@ -437,19 +471,34 @@ mod tests {
         assert!(done.supersedes(Some(&timeout)));
         assert!(!created.supersedes(Some(&working)));
         let later_done = Precedence::new(Phase::Terminal, 20, 1);
-        assert!(!later_done.supersedes(Some(&done)), "a terminal record is never left");
+        assert!(
+            !later_done.supersedes(Some(&done)),
+            "a terminal record is never left"
+        );
         assert!(done.is_terminal() && !timeout.is_terminal());
     }
 
     #[test]
     fn device_reasons_are_validated() {
-        assert!(StatusReason::new("LOW_BATTERY-2", None).validate_from_device().is_ok());
-        assert!(StatusReason::new("low", None).validate_from_device().is_err());
+        assert!(StatusReason::new("LOW_BATTERY-2", None)
+            .validate_from_device()
+            .is_ok());
+        assert!(StatusReason::new("low", None)
+            .validate_from_device()
+            .is_err());
         assert!(StatusReason::new("", None).validate_from_device().is_err());
-        assert!(StatusReason::new("X".repeat(65), None).validate_from_device().is_err());
-        assert!(StatusReason::new("X", Some("line\nbreak".into())).validate_from_device().is_err());
-        assert!(StatusReason::new("X", Some("d".repeat(1025))).validate_from_device().is_err());
-        assert!(StatusReason::no_response_from_device().validate_from_device().is_err());
+        assert!(StatusReason::new("X".repeat(65), None)
+            .validate_from_device()
+            .is_err());
+        assert!(StatusReason::new("X", Some("line\nbreak".into()))
+            .validate_from_device()
+            .is_err());
+        assert!(StatusReason::new("X", Some("d".repeat(1025)))
+            .validate_from_device()
+            .is_err());
+        assert!(StatusReason::no_response_from_device()
+            .validate_from_device()
+            .is_err());
     }
 
     #[test]
@@ -474,7 +523,11 @@ mod tests {
 
         impl Event {
             fn precedence(&self) -> Precedence {
-                let fp = fingerprint(&[self.status.as_str(), self.source.as_str(), self.reason.unwrap_or("")]);
+                let fp = fingerprint(&[
+                    self.status.as_str(),
+                    self.source.as_str(),
+                    self.reason.unwrap_or(""),
+                ]);
                 Precedence::new(self.status.phase(self.source), self.at, fp)
             }
         }
@@ -482,28 +535,52 @@ mod tests {
         /// A sequence the machine accepts in order: CREATED, some IN_PROGRESS, maybe a cloud
         /// timeout, maybe a final device report; timestamps strictly increasing.
         fn valid_sequence() -> impl Strategy<Value = Vec<Event>> {
-            (0usize..4, any::<bool>(), prop::option::of(0usize..4), 1i64..50).prop_map(
-                |(progress, timeout, last, step)| {
+            (
+                0usize..4,
+                any::<bool>(),
+                prop::option::of(0usize..4),
+                1i64..50,
+            )
+                .prop_map(|(progress, timeout, last, step)| {
                     let mut at = 1_000;
                     let mut next = || {
                         at += step;
                         at
                     };
-                    let mut events = vec![Event { status: Created, source: Cloud, at: next(), reason: None }];
+                    let mut events = vec![Event {
+                        status: Created,
+                        source: Cloud,
+                        at: next(),
+                        reason: None,
+                    }];
                     for i in 0..progress {
                         let reason = ["STEP_A", "STEP_B", "STEP_C", "STEP_D"][i];
-                        events.push(Event { status: InProgress, source: Device, at: next(), reason: Some(reason) });
+                        events.push(Event {
+                            status: InProgress,
+                            source: Device,
+                            at: next(),
+                            reason: Some(reason),
+                        });
                     }
                     if timeout {
-                        events.push(Event { status: TimedOut, source: Cloud, at: next(), reason: Some(NO_RESPONSE_FROM_DEVICE) });
+                        events.push(Event {
+                            status: TimedOut,
+                            source: Cloud,
+                            at: next(),
+                            reason: Some(NO_RESPONSE_FROM_DEVICE),
+                        });
                     }
                     if let Some(i) = last {
                         let status = [Succeeded, Failed, Rejected, TimedOut][i];
-                        events.push(Event { status, source: Device, at: next(), reason: None });
+                        events.push(Event {
+                            status,
+                            source: Device,
+                            at: next(),
+                            reason: None,
+                        });
                     }
                     events
-                },
-            )
+                })
         }
 
         fn fold_by_precedence(events: &[Event]) -> Option<Precedence> {

@@ -13,23 +13,34 @@ use crate::status::{ExecutionStatus, Lifecycle};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
     #[error("topic {topic:?} is not a {expected} topic")]
-    Unexpected { topic: String, expected: &'static str },
+    Unexpected {
+        topic: String,
+        expected: &'static str,
+    },
     #[error("topic {topic:?}: {source}")]
     BadId {
         topic: String,
         #[source]
         source: IdError,
     },
-    #[error("topic prefix {0:?} must be one or more levels of [a-zA-Z0-9_-] and must not start with $")]
+    #[error(
+        "topic prefix {0:?} must be one or more levels of [a-zA-Z0-9_-] and must not start with $"
+    )]
     BadPrefix(String),
 }
 
 fn unexpected(topic: &str, expected: &'static str) -> TopicError {
-    TopicError::Unexpected { topic: topic.to_owned(), expected }
+    TopicError::Unexpected {
+        topic: topic.to_owned(),
+        expected,
+    }
 }
 
 fn id<T>(topic: &str, parsed: Result<T, IdError>) -> Result<T, TopicError> {
-    parsed.map_err(|source| TopicError::BadId { topic: topic.to_owned(), source })
+    parsed.map_err(|source| TopicError::BadId {
+        topic: topic.to_owned(),
+        source,
+    })
 }
 
 /// The direct-invocation topics under a configurable prefix (default `tether`):
@@ -43,7 +54,10 @@ pub struct InvokeTopics {
 
 impl Default for InvokeTopics {
     fn default() -> Self {
-        Self { prefix: Self::DEFAULT_PREFIX.to_owned(), prefix_levels: 1 }
+        Self {
+            prefix: Self::DEFAULT_PREFIX.to_owned(),
+            prefix_levels: 1,
+        }
     }
 }
 
@@ -70,20 +84,34 @@ impl InvokeTopics {
     pub fn new(prefix: &str) -> Result<Self, TopicError> {
         let levels: Vec<&str> = prefix.split('/').collect();
         let ok = levels.iter().all(|level| {
-            !level.is_empty() && level.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            !level.is_empty()
+                && level
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         });
         if !ok {
             return Err(TopicError::BadPrefix(prefix.to_owned()));
         }
-        Ok(Self { prefix: prefix.to_owned(), prefix_levels: levels.len() })
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            prefix_levels: levels.len(),
+        })
     }
 
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
-    pub fn request(&self, device: &DeviceId, method: &MethodName, request_id: &RequestId) -> String {
-        format!("{}/devices/{device}/invoke/{method}/{request_id}", self.prefix)
+    pub fn request(
+        &self,
+        device: &DeviceId,
+        method: &MethodName,
+        request_id: &RequestId,
+    ) -> String {
+        format!(
+            "{}/devices/{device}/invoke/{method}/{request_id}",
+            self.prefix
+        )
     }
 
     /// What a device subscribes to for its own requests.
@@ -103,7 +131,9 @@ impl InvokeTopics {
     /// The levels after the prefix, or `None` when the prefix does not match.
     fn rest<'t>(&self, topic: &'t str) -> Option<Vec<&'t str>> {
         let levels: Vec<&str> = topic.split('/').collect();
-        if levels.len() < self.prefix_levels || levels[..self.prefix_levels].join("/") != self.prefix {
+        if levels.len() < self.prefix_levels
+            || levels[..self.prefix_levels].join("/") != self.prefix
+        {
             return None;
         }
         Some(levels[self.prefix_levels..].to_vec())
@@ -132,7 +162,9 @@ impl InvokeTopics {
 }
 
 /// Whether a Commands target is a registered thing or a bare MQTT client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetKind {
     #[default]
@@ -180,7 +212,13 @@ pub enum PayloadFormat {
 impl PayloadFormat {
     pub fn from_content_type(content_type: Option<&str>) -> Self {
         let essence = content_type
-            .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .map(|ct| {
+                ct.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .unwrap_or_default();
         match essence.as_str() {
             "application/json" => PayloadFormat::Json,
@@ -224,8 +262,18 @@ pub struct CommandTopic {
 }
 
 impl CommandTopic {
-    pub fn new(kind: TargetKind, device: DeviceId, execution: ExecutionId, action: CommandAction) -> Self {
-        Self { kind, device, execution, action }
+    pub fn new(
+        kind: TargetKind,
+        device: DeviceId,
+        execution: ExecutionId,
+        action: CommandAction,
+    ) -> Self {
+        Self {
+            kind,
+            device,
+            execution,
+            action,
+        }
     }
 
     /// Where the cloud publishes a request, or where the device answers.
@@ -237,7 +285,8 @@ impl CommandTopic {
             }
             _ => return Err(unexpected(topic, "AWS IoT Commands")),
         };
-        let kind = TargetKind::from_topic_level(kind).ok_or_else(|| unexpected(topic, "AWS IoT Commands"))?;
+        let kind = TargetKind::from_topic_level(kind)
+            .ok_or_else(|| unexpected(topic, "AWS IoT Commands"))?;
         let action = match tail {
             ["request"] => CommandAction::Request(PayloadFormat::Other),
             ["request", "json"] => CommandAction::Request(PayloadFormat::Json),
@@ -254,29 +303,52 @@ impl CommandTopic {
             TargetKind::Thing | TargetKind::Client => id(topic, DeviceId::parse(device))?,
         };
         let execution = id(topic, ExecutionId::parse(execution))?;
-        Ok(Self { kind, device, execution, action })
+        Ok(Self {
+            kind,
+            device,
+            execution,
+            action,
+        })
     }
 
     /// The filter a device subscribes to for all its requests, in every format.
     pub fn request_filter(kind: TargetKind, device: &DeviceId) -> String {
-        format!("$aws/commands/{}/{device}/executions/+/request/#", kind.topic_level())
+        format!(
+            "$aws/commands/{}/{device}/executions/+/request/#",
+            kind.topic_level()
+        )
     }
 
     /// The filters for the accepted and rejected acknowledgements of all executions.
     pub fn ack_filters(kind: TargetKind, device: &DeviceId) -> [String; 2] {
-        let base = format!("$aws/commands/{}/{device}/executions/+/response", kind.topic_level());
-        [format!("{base}/accepted/json"), format!("{base}/rejected/json")]
+        let base = format!(
+            "$aws/commands/{}/{device}/executions/+/response",
+            kind.topic_level()
+        );
+        [
+            format!("{base}/accepted/json"),
+            format!("{base}/rejected/json"),
+        ]
     }
 
     /// A topic for another action on the same execution.
     pub fn with_action(&self, action: CommandAction) -> Self {
-        Self { action, ..self.clone() }
+        Self {
+            action,
+            ..self.clone()
+        }
     }
 }
 
 impl fmt::Display for CommandTopic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "$aws/commands/{}/{}/executions/{}/", self.kind.topic_level(), self.device, self.execution)?;
+        write!(
+            f,
+            "$aws/commands/{}/{}/executions/{}/",
+            self.kind.topic_level(),
+            self.device,
+            self.execution
+        )?;
         match self.action {
             CommandAction::Request(format) => write!(f, "request{}", format.suffix()),
             CommandAction::Response(ResponseFormat::Json) => f.write_str("response/json"),
@@ -302,7 +374,8 @@ impl ExecutionEventTopic {
         match topic.split('/').collect::<Vec<_>>().as_slice() {
             ["$aws", "events", "commandExecution", command, status] => Ok(Self {
                 command: id(topic, CommandId::parse(*command))?,
-                status: ExecutionStatus::parse(status).ok_or_else(|| unexpected(topic, "command execution event"))?,
+                status: ExecutionStatus::parse(status)
+                    .ok_or_else(|| unexpected(topic, "command execution event"))?,
             }),
             _ => Err(unexpected(topic, "command execution event")),
         }
@@ -311,7 +384,12 @@ impl ExecutionEventTopic {
 
 impl fmt::Display for ExecutionEventTopic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "$aws/events/commandExecution/{}/{}", self.command, self.status.as_str())
+        write!(
+            f,
+            "$aws/events/commandExecution/{}/{}",
+            self.command,
+            self.status.as_str()
+        )
     }
 }
 
@@ -390,13 +468,30 @@ mod tests {
     #[test]
     fn invoke_topics_round_trip() {
         let topics = InvokeTopics::default();
-        let (d, m, r) = (dev("dev-1"), MethodName::parse("reboot").unwrap(), RequestId::parse("r1").unwrap());
+        let (d, m, r) = (
+            dev("dev-1"),
+            MethodName::parse("reboot").unwrap(),
+            RequestId::parse("r1").unwrap(),
+        );
         let request = topics.request(&d, &m, &r);
         assert_eq!(request, "tether/devices/dev-1/invoke/reboot/r1");
-        assert_eq!(topics.parse_request(&request).unwrap(), RequestTopic { device: d.clone(), method: m, request_id: r.clone() });
+        assert_eq!(
+            topics.parse_request(&request).unwrap(),
+            RequestTopic {
+                device: d.clone(),
+                method: m,
+                request_id: r.clone()
+            }
+        );
         let reply = topics.reply(&d, &r);
         assert_eq!(reply, "tether/replies/dev-1/r1");
-        assert_eq!(topics.parse_reply(&reply).unwrap(), ReplyTopic { device: d.clone(), request_id: r });
+        assert_eq!(
+            topics.parse_reply(&reply).unwrap(),
+            ReplyTopic {
+                device: d.clone(),
+                request_id: r
+            }
+        );
         assert!(filter_matches(&topics.request_filter(&d), &request));
         assert!(filter_matches(&topics.reply_filter(), &reply));
     }
@@ -445,18 +540,41 @@ mod tests {
                 assert_eq!(CommandTopic::parse(&text).unwrap(), topic, "{text}");
             }
         }
-        let req = CommandTopic::new(TargetKind::Thing, dev("car-1"), exec, CommandAction::Request(PayloadFormat::Json));
-        assert_eq!(req.to_string(), "$aws/commands/things/car-1/executions/2bd65c51-4cfd/request/json");
+        let req = CommandTopic::new(
+            TargetKind::Thing,
+            dev("car-1"),
+            exec,
+            CommandAction::Request(PayloadFormat::Json),
+        );
+        assert_eq!(
+            req.to_string(),
+            "$aws/commands/things/car-1/executions/2bd65c51-4cfd/request/json"
+        );
     }
 
     #[test]
     fn request_filter_matches_every_format_and_no_response() {
         let filter = CommandTopic::request_filter(TargetKind::Thing, &dev("car-1"));
-        assert!(filter_matches(&filter, "$aws/commands/things/car-1/executions/e1/request"));
-        assert!(filter_matches(&filter, "$aws/commands/things/car-1/executions/e1/request/json"));
-        assert!(filter_matches(&filter, "$aws/commands/things/car-1/executions/e1/request/cbor"));
-        assert!(!filter_matches(&filter, "$aws/commands/things/car-1/executions/e1/response/json"));
-        assert!(!filter_matches(&filter, "$aws/commands/things/car-2/executions/e1/request/json"));
+        assert!(filter_matches(
+            &filter,
+            "$aws/commands/things/car-1/executions/e1/request"
+        ));
+        assert!(filter_matches(
+            &filter,
+            "$aws/commands/things/car-1/executions/e1/request/json"
+        ));
+        assert!(filter_matches(
+            &filter,
+            "$aws/commands/things/car-1/executions/e1/request/cbor"
+        ));
+        assert!(!filter_matches(
+            &filter,
+            "$aws/commands/things/car-1/executions/e1/response/json"
+        ));
+        assert!(!filter_matches(
+            &filter,
+            "$aws/commands/things/car-2/executions/e1/request/json"
+        ));
     }
 
     #[test]
@@ -475,22 +593,41 @@ mod tests {
 
     #[test]
     fn execution_event_topics_round_trip() {
-        let topic = ExecutionEventTopic { command: CommandId::parse("unlock").unwrap(), status: ExecutionStatus::TimedOut };
-        assert_eq!(topic.to_string(), "$aws/events/commandExecution/unlock/TIMED_OUT");
-        assert_eq!(ExecutionEventTopic::parse(&topic.to_string()).unwrap(), topic);
-        assert!(filter_matches(ExecutionEventTopic::FILTER, &topic.to_string()));
+        let topic = ExecutionEventTopic {
+            command: CommandId::parse("unlock").unwrap(),
+            status: ExecutionStatus::TimedOut,
+        };
+        assert_eq!(
+            topic.to_string(),
+            "$aws/events/commandExecution/unlock/TIMED_OUT"
+        );
+        assert_eq!(
+            ExecutionEventTopic::parse(&topic.to_string()).unwrap(),
+            topic
+        );
+        assert!(filter_matches(
+            ExecutionEventTopic::FILTER,
+            &topic.to_string()
+        ));
         assert!(ExecutionEventTopic::parse("$aws/events/commandExecution/unlock/DONE").is_err());
     }
 
     #[test]
     fn presence_topics_round_trip() {
         for presence in [Presence::Connected, Presence::Disconnected] {
-            let topic = PresenceTopic { presence, client: dev("dev-9") };
+            let topic = PresenceTopic {
+                presence,
+                client: dev("dev-9"),
+            };
             assert_eq!(PresenceTopic::parse(&topic.to_string()).unwrap(), topic);
             assert!(filter_matches(PresenceTopic::FILTER, &topic.to_string()));
         }
         assert_eq!(
-            PresenceTopic { presence: Presence::Connected, client: dev("d") }.to_string(),
+            PresenceTopic {
+                presence: Presence::Connected,
+                client: dev("d")
+            }
+            .to_string(),
             "$aws/events/presence/connected/d"
         );
     }
@@ -506,9 +643,18 @@ mod tests {
 
     #[test]
     fn content_types_pick_the_request_topic() {
-        assert_eq!(PayloadFormat::from_content_type(Some("application/json; charset=utf-8")), PayloadFormat::Json);
-        assert_eq!(PayloadFormat::from_content_type(Some("Application/CBOR")), PayloadFormat::Cbor);
-        assert_eq!(PayloadFormat::from_content_type(Some("text/plain")), PayloadFormat::Other);
+        assert_eq!(
+            PayloadFormat::from_content_type(Some("application/json; charset=utf-8")),
+            PayloadFormat::Json
+        );
+        assert_eq!(
+            PayloadFormat::from_content_type(Some("Application/CBOR")),
+            PayloadFormat::Cbor
+        );
+        assert_eq!(
+            PayloadFormat::from_content_type(Some("text/plain")),
+            PayloadFormat::Other
+        );
         assert_eq!(PayloadFormat::from_content_type(None), PayloadFormat::Other);
     }
 }

@@ -1,1 +1,21 @@
-//! placeholder
+//! Tether's DynamoDB store (aws-sdk-dynamodb), one table for everything.
+//!
+//! Layout:
+//! - [`schema`]: the table's shape, read from `template.yaml`, and its creation on a local endpoint;
+//! - [`records`]: execution and invocation records with their timelines: conditional,
+//!   idempotent, order-safe status writes; reads; per-device and per-command listings;
+//! - [`presence`]: device connectivity from presence events;
+//! - [`token`]: opaque, partition-bound pagination tokens;
+//! - [`error`]: the store's error type and its mapping to API errors.
+
+pub mod error;
+mod item;
+pub mod presence;
+pub mod records;
+pub mod schema;
+mod token;
+
+pub use error::{FailureKind, StoreError};
+pub use presence::PresenceEvent;
+pub use records::{ListBy, Outcome, RecordKey, RecordMeta, StatusChange, Store};
+pub use schema::TableSchema;

@@ -1,0 +1,47 @@
+# Tether — every target is listed in README.md ("Make targets").
+# The Python tools (local DynamoDB endpoint, cfn-lint) live in .venv, installed from the pinned
+# requirements.txt; nothing is installed by hand.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+VENV_STAMP := $(VENV)/.installed
+CARGO ?= cargo
+
+.PHONY: help venv test lint fmt check requirements clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): requirements.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+venv: $(VENV_STAMP) ## Create/refresh the Python venv with the pinned tools
+
+test: $(VENV_STAMP) ## Run every test (unit, property, integration on the local DynamoDB endpoint)
+	$(CARGO) test --workspace --locked
+
+lint: $(VENV_STAMP) ## rustfmt --check, clippy -D warnings, cfn-lint on template.yaml
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
+
+fmt: ## Format the Rust code
+	$(CARGO) fmt --all
+
+check: ## Type-check everything quickly
+	$(CARGO) check --workspace --all-targets
+
+requirements: ## Re-pin requirements.txt from requirements.in in a throwaway venv
+	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
+	.venv-pin/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.in
+	{ echo "# Generated from requirements.in by 'make requirements' (pip freeze of a fresh venv). Do not edit by hand."; \
+	  .venv-pin/bin/python -m pip freeze; } > requirements.txt
+	rm -rf .venv-pin
+
+clean: ## Remove build output and the venv
+	$(CARGO) clean
+	rm -rf $(VENV)

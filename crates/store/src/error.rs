@@ -1,0 +1,92 @@
+//! The store's error type and how it reaches a caller.
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use tether_domain::ApiError;
+
+/// A failed store operation. SDK errors are kept whole as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A DynamoDB call failed; `kind` says whether a retry may help.
+    #[error("DynamoDB {operation} failed ({kind:?})")]
+    Dynamo {
+        operation: &'static str,
+        kind: FailureKind,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored item does not have the shape this code writes.
+    #[error("stored item {key} is malformed: {problem}")]
+    Corrupt { key: String, problem: String },
+    /// A `nextToken` this store did not issue for this list.
+    #[error("nextToken is not valid for this list")]
+    InvalidToken,
+    /// The table definition could not be read from the template.
+    #[error("table definition: {0}")]
+    Schema(String),
+}
+
+/// What kind of failure a DynamoDB error is, for retries and for the API's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Throttled by DynamoDB: retry later.
+    Throttled,
+    /// DynamoDB could not be reached or failed on its side: retry later.
+    Unavailable,
+    /// A request DynamoDB refused (validation, missing table...): a bug or a misconfiguration.
+    Rejected,
+}
+
+impl StoreError {
+    /// Classifies an SDK error from `operation`.
+    pub(crate) fn dynamo<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let kind = match &err {
+            SdkError::ServiceError(service) => match service.err().code() {
+                Some(
+                    "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "LimitExceededException",
+                ) => FailureKind::Throttled,
+                Some("InternalServerError" | "ServiceUnavailable") => FailureKind::Unavailable,
+                _ if service.raw().status().is_server_error() => FailureKind::Unavailable,
+                _ => FailureKind::Rejected,
+            },
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => FailureKind::Unavailable,
+            _ => FailureKind::Rejected,
+        };
+        StoreError::Dynamo {
+            operation,
+            kind,
+            source: Box::new(err),
+        }
+    }
+
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Dynamo {
+                kind: FailureKind::Throttled | FailureKind::Unavailable,
+                ..
+            }
+        )
+    }
+
+    /// The answer an API caller gets. Internal causes stay in the log.
+    pub fn to_api(&self) -> ApiError {
+        match self {
+            StoreError::Dynamo {
+                kind: FailureKind::Throttled | FailureKind::Unavailable,
+                ..
+            } => ApiError::UpstreamUnavailable { retry_after_s: 1 },
+            StoreError::InvalidToken => ApiError::InvalidNextToken,
+            _ => ApiError::Internal,
+        }
+    }
+}

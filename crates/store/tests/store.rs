@@ -1,0 +1,531 @@
+//! The store against the local DynamoDB endpoint (moto's server, started by the testkit).
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tether_domain::api::ListQuery;
+use tether_domain::topics::{Presence, TargetKind};
+use tether_domain::{
+    CommandId, DeviceId, ExecutionId, ExecutionStatus, InvocationStatus, MethodName, RequestId,
+    Source, StatusReason,
+};
+use tether_store::{ListBy, PresenceEvent, RecordKey, RecordMeta, StatusChange, Store, StoreError};
+use tether_testkit::LocalDynamo;
+
+struct Harness {
+    store: Store,
+    _server: Arc<LocalDynamo>,
+}
+
+async fn harness() -> Harness {
+    let server = LocalDynamo::shared();
+    Harness {
+        store: server.fresh_store().await,
+        _server: server,
+    }
+}
+
+fn device(name: &str) -> DeviceId {
+    DeviceId::parse(name).unwrap()
+}
+
+fn invocation_meta(d: &str) -> RecordMeta {
+    RecordMeta::Invocation {
+        device: device(d),
+        method: MethodName::parse("reboot").unwrap(),
+    }
+}
+
+fn execution_meta(command: &str, target: &str) -> RecordMeta {
+    RecordMeta::Execution {
+        command: CommandId::parse(command).unwrap(),
+        target: device(target),
+        target_kind: TargetKind::Thing,
+        parameters: None,
+    }
+}
+
+async fn pending_invocation(store: &Store, at: i64) -> RecordKey {
+    let key = RecordKey::Invocation(RequestId::random());
+    let outcome = store
+        .apply(
+            &key,
+            &StatusChange::new(InvocationStatus::Pending, Source::Cloud, at),
+            Some(&invocation_meta("dev-1")),
+        )
+        .await
+        .unwrap();
+    assert!(outcome.applied && outcome.new_event);
+    key
+}
+
+fn request_id(key: &RecordKey) -> &RequestId {
+    match key {
+        RecordKey::Invocation(id) => id,
+        RecordKey::Execution(_) => panic!("not an invocation"),
+    }
+}
+
+#[tokio::test]
+async fn answered_invocation_shows_result_and_timeline() {
+    let h = harness().await;
+    let key = pending_invocation(&h.store, 1_000).await;
+
+    let reply = StatusChange::new(InvocationStatus::Succeeded, Source::Device, 1_250)
+        .with_result(Some(json!({"on": true})));
+    let outcome = h.store.apply(&key, &reply, None).await.unwrap();
+
+    assert!(outcome.applied);
+    let record = h.store.invocation(request_id(&key)).await.unwrap().unwrap();
+    assert_eq!(record.status, "SUCCEEDED");
+    assert_eq!(record.device_id, "dev-1");
+    assert_eq!(record.method, "reboot");
+    assert_eq!(record.result, Some(json!({"on": true})));
+    assert_eq!(record.created_at, "1970-01-01T00:00:01.000Z");
+    assert_eq!(
+        record.completed_at.as_deref(),
+        Some("1970-01-01T00:00:01.250Z")
+    );
+    let timeline = record.timeline.unwrap();
+    let statuses: Vec<_> = timeline
+        .iter()
+        .map(|e| (e.status.as_str(), e.source.as_str()))
+        .collect();
+    assert_eq!(statuses, [("PENDING", "cloud"), ("SUCCEEDED", "device")]);
+}
+
+#[tokio::test]
+async fn duplicate_event_writes_nothing_new() {
+    let h = harness().await;
+    let key = pending_invocation(&h.store, 1_000).await;
+    let reply = StatusChange::new(InvocationStatus::Failed, Source::Device, 1_100)
+        .with_reason(Some(StatusReason::new("BUSY", Some("try later".into()))));
+
+    let first = h.store.apply(&key, &reply, None).await.unwrap();
+    let second = h.store.apply(&key, &reply, None).await.unwrap();
+
+    assert!(first.applied && first.new_event);
+    assert!(!second.applied && !second.new_event);
+    let record = h.store.invocation(request_id(&key)).await.unwrap().unwrap();
+    assert_eq!(record.timeline.unwrap().len(), 2);
+    assert_eq!(record.status_reason.unwrap().reason_code, "BUSY");
+}
+
+#[tokio::test]
+async fn reply_for_unknown_invocation_is_kept_in_the_timeline_only() {
+    let h = harness().await;
+    let key = RecordKey::Invocation(RequestId::random());
+    let reply = StatusChange::new(InvocationStatus::Succeeded, Source::Device, 5);
+
+    let outcome = h.store.apply(&key, &reply, None).await.unwrap();
+
+    assert!(outcome.new_event && !outcome.applied);
+    assert!(
+        h.store
+            .invocation(request_id(&key))
+            .await
+            .unwrap()
+            .is_none(),
+        "no record is made up"
+    );
+}
+
+#[tokio::test]
+async fn late_reply_replaces_cloud_timeout_and_then_nothing_moves() {
+    let h = harness().await;
+    let key = pending_invocation(&h.store, 1_000).await;
+    let timeout = StatusChange::new(InvocationStatus::TimedOut, Source::Cloud, 1_200)
+        .with_reason(Some(StatusReason::no_response_from_device()));
+    assert!(h.store.apply(&key, &timeout, None).await.unwrap().applied);
+    let after_timeout = h
+        .store
+        .invocation_status(request_id(&key))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after_timeout.status, "TIMED_OUT");
+    assert_eq!(
+        after_timeout.completed_at, None,
+        "a cloud timeout does not complete the record"
+    );
+
+    let late = StatusChange::new(InvocationStatus::Succeeded, Source::Device, 1_900)
+        .with_result(Some(json!(42)));
+    assert!(h.store.apply(&key, &late, None).await.unwrap().applied);
+    let later = StatusChange::new(InvocationStatus::Failed, Source::Device, 2_000);
+    assert!(
+        !h.store.apply(&key, &later, None).await.unwrap().applied,
+        "terminal is never left"
+    );
+
+    let record = h.store.invocation(request_id(&key)).await.unwrap().unwrap();
+    assert_eq!(record.status, "SUCCEEDED");
+    assert_eq!(
+        record.status_reason, None,
+        "the timeout's reason went with it"
+    );
+    assert_eq!(record.result, Some(json!(42)));
+    assert_eq!(
+        record.timeline.unwrap().len(),
+        4,
+        "every report is in the history"
+    );
+}
+
+#[tokio::test]
+async fn two_concurrent_final_reports_one_wins_and_both_are_kept() {
+    let h = harness().await;
+    for round in 0..5 {
+        let key = pending_invocation(&h.store, 1_000).await;
+        let succeeded =
+            StatusChange::new(InvocationStatus::Succeeded, Source::Device, 1_500 + round);
+        let failed = StatusChange::new(InvocationStatus::Failed, Source::Device, 1_500 + round);
+
+        let (a, b) = tokio::join!(
+            h.store.apply(&key, &succeeded, None),
+            h.store.apply(&key, &failed, None)
+        );
+
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(
+            a.applied ^ b.applied,
+            "exactly one writer wins (round {round})"
+        );
+        let record = h.store.invocation(request_id(&key)).await.unwrap().unwrap();
+        let winner = if a.applied { "SUCCEEDED" } else { "FAILED" };
+        assert_eq!(record.status, winner);
+        assert_eq!(
+            record.timeline.unwrap().len(),
+            3,
+            "the loser is still in the history"
+        );
+    }
+}
+
+#[tokio::test]
+async fn execution_event_before_the_start_record_still_converges() {
+    let h = harness().await;
+    let id = ExecutionId::random();
+    let key = RecordKey::Execution(id.clone());
+    let meta = execution_meta("unlock", "car-1");
+    let start_meta = RecordMeta::Execution {
+        command: CommandId::parse("unlock").unwrap(),
+        target: device("car-1"),
+        target_kind: TargetKind::Thing,
+        parameters: Some(json!({"door": {"S": "front"}})),
+    };
+
+    // The device's progress report is ingested before the start call records CREATED.
+    let progress = StatusChange::new(ExecutionStatus::InProgress, Source::Device, 2_000);
+    assert!(
+        h.store
+            .apply(&key, &progress, Some(&meta))
+            .await
+            .unwrap()
+            .applied
+    );
+    let created = StatusChange::new(ExecutionStatus::Created, Source::Cloud, 1_000);
+    assert!(
+        !h.store
+            .apply(&key, &created, Some(&start_meta))
+            .await
+            .unwrap()
+            .applied
+    );
+
+    let record = h.store.execution(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, "IN_PROGRESS");
+    assert_eq!(
+        record.created_at, "1970-01-01T00:00:01.000Z",
+        "creation time comes from CREATED"
+    );
+    assert_eq!(record.parameters, Some(json!({"door": {"S": "front"}})));
+    assert_eq!(record.command_id, "unlock");
+    assert_eq!(record.target, "car-1");
+}
+
+#[tokio::test]
+async fn execution_result_is_stored_only_once_terminal() {
+    let h = harness().await;
+    let id = ExecutionId::random();
+    let key = RecordKey::Execution(id.clone());
+    let meta = execution_meta("unlock", "car-1");
+    h.store
+        .apply(
+            &key,
+            &StatusChange::new(ExecutionStatus::Created, Source::Cloud, 1),
+            Some(&meta),
+        )
+        .await
+        .unwrap();
+
+    assert!(!h
+        .store
+        .set_execution_result(&id, &json!({"ok": {"B": true}}))
+        .await
+        .unwrap());
+    h.store
+        .apply(
+            &key,
+            &StatusChange::new(ExecutionStatus::Succeeded, Source::Device, 2),
+            Some(&meta),
+        )
+        .await
+        .unwrap();
+    assert!(h
+        .store
+        .set_execution_result(&id, &json!({"ok": {"B": true}}))
+        .await
+        .unwrap());
+
+    let record = h.store.execution(&id).await.unwrap().unwrap();
+    assert_eq!(record.result, Some(json!({"ok": {"B": true}})));
+}
+
+/// Starts `count` executions of `command` on `target`, created 1 s apart from `first_ms`.
+async fn start_executions(
+    store: &Store,
+    command: &str,
+    target: &str,
+    first_ms: i64,
+    count: i64,
+) -> Vec<ExecutionId> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let id = ExecutionId::random();
+        let change = StatusChange::new(
+            ExecutionStatus::Created,
+            Source::Cloud,
+            first_ms + i * 1_000,
+        );
+        store
+            .apply(
+                &RecordKey::Execution(id.clone()),
+                &change,
+                Some(&execution_meta(command, target)),
+            )
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+async fn collect_pages(
+    store: &Store,
+    by: &ListBy,
+    status: Option<ExecutionStatus>,
+    limit: u32,
+) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut token = None;
+    loop {
+        let query = ListQuery {
+            status,
+            limit,
+            next_token: token.take(),
+        };
+        let page = store.list_executions(by, &query).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= limit as usize);
+        assert!(
+            page.items.iter().all(|r| r.timeline.is_none()),
+            "lists carry no timelines"
+        );
+        ids.extend(page.items.into_iter().map(|r| r.execution_id));
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+        assert!(pages < 20, "pagination must end");
+    }
+    (ids, pages)
+}
+
+#[tokio::test]
+async fn per_device_listing_pages_newest_first() {
+    let h = harness().await;
+    let mine = start_executions(&h.store, "unlock", "car-1", 10_000, 7).await;
+    start_executions(&h.store, "unlock", "car-2", 10_500, 2).await;
+
+    let (ids, pages) = collect_pages(&h.store, &ListBy::Device(device("car-1")), None, 3).await;
+
+    let newest_first: Vec<String> = mine.iter().rev().map(|id| id.to_string()).collect();
+    assert_eq!(ids, newest_first);
+    assert!(
+        pages >= 3,
+        "7 items at 3 a page take at least 3 pages, took {pages}"
+    );
+}
+
+#[tokio::test]
+async fn per_command_listing_filters_by_status_across_pages() {
+    let h = harness().await;
+    let ids = start_executions(&h.store, "blink", "lamp-1", 50_000, 4).await;
+    let others = start_executions(&h.store, "blink", "lamp-2", 50_100, 4).await;
+    start_executions(&h.store, "other", "lamp-1", 50_200, 3).await;
+    let meta = execution_meta("blink", "lamp-1");
+    for id in [&ids[0], &ids[2]] {
+        let done = StatusChange::new(ExecutionStatus::Succeeded, Source::Device, 60_000);
+        h.store
+            .apply(&RecordKey::Execution(id.clone()), &done, Some(&meta))
+            .await
+            .unwrap();
+    }
+
+    let by = ListBy::Command(CommandId::parse("blink").unwrap());
+    let (all, _) = collect_pages(&h.store, &by, None, 3).await;
+    let (succeeded, _) = collect_pages(&h.store, &by, Some(ExecutionStatus::Succeeded), 1).await;
+
+    assert_eq!(all.len(), 8);
+    assert!(others.iter().all(|id| all.contains(&id.to_string())));
+    assert_eq!(succeeded, vec![ids[2].to_string(), ids[0].to_string()]);
+}
+
+#[tokio::test]
+async fn a_token_cannot_be_used_on_another_partition() {
+    let h = harness().await;
+    start_executions(&h.store, "unlock", "car-1", 1_000, 3).await;
+    let first = h
+        .store
+        .list_executions(
+            &ListBy::Device(device("car-1")),
+            &ListQuery {
+                status: None,
+                limit: 1,
+                next_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    let token = first.next_token.expect("more than one page");
+
+    let stolen = ListQuery {
+        status: None,
+        limit: 1,
+        next_token: Some(token.clone()),
+    };
+    let other_device = h
+        .store
+        .list_executions(&ListBy::Device(device("car-9")), &stolen)
+        .await;
+    let other_index = h
+        .store
+        .list_executions(
+            &ListBy::Command(CommandId::parse("unlock").unwrap()),
+            &stolen,
+        )
+        .await;
+    let garbage = ListQuery {
+        status: None,
+        limit: 1,
+        next_token: Some("bm90LWEtdG9rZW4".into()),
+    };
+
+    assert!(matches!(other_device, Err(StoreError::InvalidToken)));
+    assert!(matches!(other_index, Err(StoreError::InvalidToken)));
+    assert!(matches!(
+        h.store
+            .list_executions(&ListBy::Device(device("car-1")), &garbage)
+            .await,
+        Err(StoreError::InvalidToken)
+    ));
+    assert_eq!(StoreError::InvalidToken.to_api().status(), 400);
+}
+
+#[tokio::test]
+async fn newest_presence_event_wins_in_any_order() {
+    let h = harness().await;
+    let event = |presence, at_ms, reason: Option<&str>| PresenceEvent {
+        device: device("dev-7"),
+        presence,
+        at_ms,
+        session: Some("s1".into()),
+        disconnect_reason: reason.map(str::to_owned),
+    };
+    assert!(h
+        .store
+        .connectivity(&device("dev-7"))
+        .await
+        .unwrap()
+        .is_none());
+
+    assert!(h
+        .store
+        .record_presence(&event(
+            Presence::Disconnected,
+            3_000,
+            Some("CLIENT_INITIATED_DISCONNECT")
+        ))
+        .await
+        .unwrap());
+    assert!(
+        !h.store
+            .record_presence(&event(Presence::Connected, 2_000, None))
+            .await
+            .unwrap(),
+        "older event loses"
+    );
+    assert!(!h
+        .store
+        .record_presence(&event(
+            Presence::Disconnected,
+            3_000,
+            Some("CLIENT_INITIATED_DISCONNECT")
+        ))
+        .await
+        .unwrap());
+
+    let state = h
+        .store
+        .connectivity(&device("dev-7"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!state.connected);
+    assert_eq!(state.since.as_deref(), Some("1970-01-01T00:00:03.000Z"));
+    assert_eq!(
+        state.disconnect_reason.as_deref(),
+        Some("CLIENT_INITIATED_DISCONNECT")
+    );
+
+    assert!(h
+        .store
+        .record_presence(&event(Presence::Connected, 4_000, None))
+        .await
+        .unwrap());
+    let state = h
+        .store
+        .connectivity(&device("dev-7"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(state.connected);
+    assert_eq!(state.disconnect_reason, None);
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_a_transient_503() {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "t", "t", None, None, "t",
+        ))
+        // Port 9 on loopback: nothing listens there.
+        .endpoint_url("http://127.0.0.1:9")
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let store = Store::new(aws_sdk_dynamodb::Client::new(&config), "missing");
+
+    let err = store
+        .invocation_status(&RequestId::random())
+        .await
+        .unwrap_err();
+
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(err.to_api().code(), "UPSTREAM_UNAVAILABLE");
+}
