@@ -1,0 +1,141 @@
+//! The embedded MQTT 5 broker (rmqtt), listening on 127.0.0.1.
+//!
+//! rmqtt serves MQTT 3.1.1 and 5 on one listener and, unlike rumqttd, accepts subscriptions
+//! to `$aws/...` filters. Its connect and disconnect hooks feed [`ConnEvent`]s to the presence
+//! tracker.
+
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
+use rmqtt::types::Reason;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use tether_domain::clock::now_ms;
+
+/// A client came or went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnEvent {
+    Connected {
+        client_id: String,
+        at_ms: i64,
+        session: String,
+        ip: Option<String>,
+    },
+    Disconnected {
+        client_id: String,
+        at_ms: i64,
+        reason: &'static str,
+        client_initiated: bool,
+    },
+}
+
+/// The running broker. Dropping it stops it.
+#[derive(Debug)]
+pub struct Broker {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Broker {
+    /// Binds `127.0.0.1:{port}` (0 picks a free port) and starts serving.
+    pub async fn start(
+        port: u16,
+        events: mpsc::UnboundedSender<ConnEvent>,
+    ) -> anyhow::Result<Self> {
+        let scx = ServerContext::new().build().await;
+        let register = scx.extends.hook_mgr().register();
+        register
+            .add(
+                Type::ClientConnected,
+                Box::new(PresenceHook {
+                    events: events.clone(),
+                }),
+            )
+            .await;
+        register
+            .add(Type::ClientDisconnected, Box::new(PresenceHook { events }))
+            .await;
+        register.start().await;
+
+        let listener = Builder::new()
+            .name("mqtt")
+            .laddr(SocketAddr::from(([127, 0, 0, 1], port)))
+            // AWS IoT Core allows 128 KiB messages; leave room for the topic and properties.
+            .max_packet_size(256 * 1024)
+            .allow_anonymous(true)
+            .bind()?
+            .tcp()?;
+        let addr = listener.local_addr()?;
+        let server = MqttServer::new(scx).listener_by_id(listener, 1).build();
+        let task = tokio::spawn(async move {
+            if let Err(err) = server.run().await {
+                tracing::error!(error = %err, "MQTT broker stopped");
+            }
+        });
+        tracing::info!(%addr, "MQTT broker listening");
+        Ok(Self { addr, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct PresenceHook {
+    events: mpsc::UnboundedSender<ConnEvent>,
+}
+
+/// The AWS IoT `disconnectReason` for an rmqtt reason.
+fn disconnect_reason(reason: &Reason) -> (&'static str, bool) {
+    match reason {
+        Reason::ConnectDisconnect(_) => ("CLIENT_INITIATED_DISCONNECT", true),
+        Reason::ConnectKeepaliveTimeout => ("MQTT_KEEP_ALIVE_TIMEOUT", false),
+        Reason::ConnectKicked(false) => ("DUPLICATE_CLIENTID", false),
+        Reason::ConnectKicked(true) => ("SERVER_INITIATED_DISCONNECT", false),
+        Reason::ProtocolError(_) | Reason::MqttError(_) => ("MQTT_PROTOCOL_ERROR", false),
+        Reason::Reasons(all) => all
+            .first()
+            .map(disconnect_reason)
+            .unwrap_or(("CONNECTION_LOST", false)),
+        _ => ("CONNECTION_LOST", false),
+    }
+}
+
+#[async_trait]
+impl Handler for PresenceHook {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        let event = match param {
+            Parameter::ClientConnected(session) => Some(ConnEvent::Connected {
+                client_id: session.id.client_id.to_string(),
+                at_ms: now_ms(),
+                session: format!("{}-{}", session.id.client_id, session.id.create_time),
+                ip: session.id.remote_addr.map(|a| a.ip().to_string()),
+            }),
+            Parameter::ClientDisconnected(session, reason) => {
+                let (reason, client_initiated) = disconnect_reason(reason);
+                Some(ConnEvent::Disconnected {
+                    client_id: session.id.client_id.to_string(),
+                    at_ms: now_ms(),
+                    reason,
+                    client_initiated,
+                })
+            }
+            _ => None,
+        };
+        if let Some(event) = event {
+            let _ = self.events.send(event);
+        }
+        (true, acc)
+    }
+}

@@ -1,0 +1,285 @@
+//! The AWS REST endpoints, on one HTTP server: the `iot` Commands operations,
+//! `iot-jobs-data` StartCommandExecution, and `iot-data` Publish and GetConnection, with the
+//! services' request and response shapes, so the real SDKs (Rust, boto3, the AWS CLI) work
+//! against it through `AWS_ENDPOINT_URL_*`. Requests may be SigV4-signed; signatures are not
+//! checked.
+//!
+//! `POST /command-executions` is both ListCommandExecutions (iot) and StartCommandExecution
+//! (iot-jobs-data). The signing name in the `Authorization` header tells them apart; an
+//! unsigned request is a start when it names both `targetArn` and `commandArn` (which a list
+//! request may not).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+use serde_json::{json, Value};
+
+use crate::aws::AwsError;
+use crate::commands::Commands;
+use crate::link::{Link, Outgoing};
+use crate::presence::Connections;
+use crate::rules::DeadLetters;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Services {
+    pub commands: Commands,
+    pub connections: Connections,
+    pub publisher: Link,
+    pub dead_letters: DeadLetters,
+}
+
+impl IntoResponse for AwsError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut response = (status, Json(json!({ "message": self.message }))).into_response();
+        response
+            .headers_mut()
+            .insert("x-amzn-ErrorType", HeaderValue::from_static(self.kind));
+        response
+    }
+}
+
+type Reply = Result<Response, AwsError>;
+
+fn json_body(body: &Bytes) -> Result<Value, AwsError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|_| AwsError::validation("the request body is not valid JSON"))
+}
+
+/// Which service a request was signed for (`Credential=AKID/date/region/SERVICE/aws4_request`).
+fn signing_service(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let credential = auth.split("Credential=").nth(1)?.split(',').next()?;
+    credential.split('/').nth(3).map(str::to_owned)
+}
+
+pub fn router(services: Services) -> Router {
+    Router::new()
+        .route("/commands", get(list_commands))
+        .route(
+            "/commands/{id}",
+            put(create_command)
+                .get(get_command)
+                .patch(update_command)
+                .delete(delete_command),
+        )
+        .route("/command-executions", post(command_executions))
+        .route(
+            "/command-executions/{id}",
+            get(get_execution).delete(delete_execution),
+        )
+        .route("/topics/{*topic}", post(publish))
+        .route("/connections/{client_id}", get(get_connection))
+        .route(
+            "/_local/health",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .route("/_local/dead-letters", get(dead_letters))
+        .fallback(|| async {
+            AwsError::new(
+                404,
+                "UnknownOperationException",
+                "local-iot does not emulate this operation",
+            )
+        })
+        .with_state(services)
+}
+
+async fn create_command(State(s): State<Services>, Path(id): Path<String>, body: Bytes) -> Reply {
+    Ok(Json(s.commands.create_command(&id, &json_body(&body)?)?).into_response())
+}
+
+async fn get_command(State(s): State<Services>, Path(id): Path<String>) -> Reply {
+    Ok(Json(s.commands.get_command(&id)?).into_response())
+}
+
+async fn list_commands(
+    State(s): State<Services>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Reply {
+    Ok(Json(s.commands.list_commands(&query)?).into_response())
+}
+
+async fn update_command(State(s): State<Services>, Path(id): Path<String>, body: Bytes) -> Reply {
+    Ok(Json(s.commands.update_command(&id, &json_body(&body)?)?).into_response())
+}
+
+async fn delete_command(State(s): State<Services>, Path(id): Path<String>) -> Reply {
+    let status = s.commands.delete_command(&id)?;
+    Ok(StatusCode::from_u16(status)
+        .unwrap_or(StatusCode::ACCEPTED)
+        .into_response())
+}
+
+async fn command_executions(
+    State(s): State<Services>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Reply {
+    let body = json_body(&body)?;
+    let is_start = match signing_service(&headers).as_deref() {
+        Some("iot-jobs-data") => true,
+        Some(_) => false,
+        None => body.get("targetArn").is_some() && body.get("commandArn").is_some(),
+    };
+    if is_start {
+        Ok(Json(s.commands.start_execution(&body).await?).into_response())
+    } else {
+        Ok(Json(s.commands.list_executions(&query, &body)?).into_response())
+    }
+}
+
+async fn get_execution(
+    State(s): State<Services>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Reply {
+    Ok(Json(s.commands.get_execution(&id, &query)?).into_response())
+}
+
+async fn delete_execution(
+    State(s): State<Services>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Reply {
+    s.commands.delete_execution(&id, &query)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// iot-data Publish: `POST /topics/{topic}` with the MQTT 5 properties in the query and headers.
+async fn publish(
+    State(s): State<Services>,
+    Path(topic): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    payload: Bytes,
+) -> Reply {
+    if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+        return Err(AwsError::invalid_request(format!(
+            "{topic:?} is not a topic name"
+        )));
+    }
+    if payload.len() > 128 * 1024 {
+        return Err(AwsError::new(
+            413,
+            "RequestEntityTooLargeException",
+            "the payload exceeds 128 KB",
+        ));
+    }
+    let qos = match query.get("qos").map(String::as_str) {
+        None | Some("0") => 0,
+        Some("1") => 1,
+        Some(other) => {
+            return Err(AwsError::invalid_request(format!(
+                "qos {other} is not 0 or 1"
+            )))
+        }
+    };
+    let retain = query.get("retain").is_some_and(|r| r == "true");
+    let message_expiry_interval = query
+        .get("messageExpiry")
+        .map(|m| {
+            m.parse::<u32>()
+                .map_err(|_| AwsError::invalid_request("messageExpiry must be a number of seconds"))
+        })
+        .transpose()?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let correlation_data = header("x-amz-mqtt5-correlation-data")
+        .map(|c| {
+            BASE64
+                .decode(c)
+                .map(bytes::Bytes::from)
+                .map_err(|_| AwsError::invalid_request("correlation data must be base64"))
+        })
+        .transpose()?;
+    let payload_format_indicator = match header("x-amz-mqtt5-payload-format-indicator") {
+        None => None,
+        Some("UNSPECIFIED_BYTES") => Some(0),
+        Some("UTF8_DATA") => Some(1),
+        Some(other) => {
+            return Err(AwsError::invalid_request(format!(
+                "payload format indicator {other} is not valid"
+            )))
+        }
+    };
+    let user_properties = match header("x-amz-mqtt5-user-properties") {
+        None => Vec::new(),
+        Some(encoded) => {
+            let text = BASE64
+                .decode(encoded)
+                .map_err(|_| AwsError::invalid_request("user properties must be base64 JSON"))?;
+            let list: Vec<HashMap<String, String>> =
+                serde_json::from_slice(&text).map_err(|_| {
+                    AwsError::invalid_request("user properties must be a JSON array of objects")
+                })?;
+            list.into_iter().flat_map(|m| m.into_iter()).collect()
+        }
+    };
+    let properties = PublishProperties {
+        payload_format_indicator,
+        message_expiry_interval,
+        response_topic: query.get("responseTopic").cloned(),
+        correlation_data,
+        user_properties,
+        content_type: query.get("contentType").cloned(),
+        ..Default::default()
+    };
+    tracing::debug!(topic = %topic, qos, bytes = payload.len(), "Publish");
+    s.publisher
+        .publish(Outgoing {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+        })
+        .await
+        .map_err(|e| AwsError::new(500, "InternalFailureException", e.to_string()))?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// iot-data GetConnection.
+async fn get_connection(State(s): State<Services>, Path(client_id): Path<String>) -> Reply {
+    let connection = s.connections.get(&client_id).ok_or_else(|| {
+        AwsError::new(
+            404,
+            "ResourceNotFoundException",
+            format!("client {client_id} has never connected"),
+        )
+    })?;
+    let mut out =
+        json!({ "connected": connection.connected, "clientId": client_id, "thingName": client_id });
+    if let Some(at) = connection.connected_since {
+        out["connectedSince"] = json!(at);
+    }
+    if let Some(at) = connection
+        .disconnected_since
+        .filter(|_| !connection.connected)
+    {
+        out["disconnectedSince"] = json!(at);
+    }
+    if let Some(reason) = connection
+        .disconnect_reason
+        .filter(|_| !connection.connected)
+    {
+        out["disconnectReason"] = json!(reason);
+    }
+    Ok(Json(out).into_response())
+}
+
+async fn dead_letters(State(s): State<Services>) -> Json<Value> {
+    Json(json!({ "deadLetters": s.dead_letters.all() }))
+}

@@ -1,0 +1,212 @@
+//! `local-iot`: a local AWS IoT Core emulator, so Tether runs and is tested on one offline
+//! machine. What it must match is in `aws-iot-reference.md`.
+//!
+//! Layout:
+//! - [`broker`]: the embedded MQTT 5 broker (rmqtt) and its connect/disconnect hooks;
+//! - [`link`]: the emulator's own MQTT connections to that broker;
+//! - [`presence`]: presence events and the connection table behind GetConnection;
+//! - [`commands`]: AWS IoT Commands (resources, executions, device topics, timeouts, events);
+//! - [`http`]: the AWS REST operations (iot, iot-jobs-data, iot-data) for the real SDKs;
+//! - [`rules`]: the topic-rule engine that invokes the functions of `template.yaml`;
+//! - [`aws`]: AWS error shapes and ARNs.
+
+pub mod aws;
+pub mod broker;
+pub mod commands;
+pub mod http;
+pub mod link;
+pub mod presence;
+pub mod rules;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::aws::Account;
+use crate::broker::Broker;
+use crate::commands::Commands;
+use crate::link::Link;
+use crate::presence::Connections;
+use crate::rules::{DeadLetters, Delivery, Rule};
+
+/// How to start the emulator.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// MQTT port on 127.0.0.1 (0: a free one).
+    pub mqtt_port: u16,
+    /// HTTP port on 127.0.0.1 for the AWS REST operations (0: a free one).
+    pub http_port: u16,
+    pub account: Account,
+    /// The rules to run (see [`rules::rules_from_template`]).
+    pub rules: Vec<Rule>,
+    /// Where the functions' Lambda Invoke API is (`cargo lambda watch`: `http://127.0.0.1:9000`).
+    pub lambda_endpoint: String,
+    /// Rule delivery retries after the first attempt, and the first wait between them.
+    pub rule_retries: u32,
+    pub rule_backoff: Duration,
+    /// Append undeliverable rule events here (JSON lines), besides keeping them in memory.
+    pub dead_letter_file: Option<PathBuf>,
+    /// How long a command must have been deprecated before DeleteCommand removes it at once
+    /// (AWS: 12 h).
+    pub deletion_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mqtt_port: 0,
+            http_port: 0,
+            account: Account::default(),
+            rules: Vec::new(),
+            lambda_endpoint: "http://127.0.0.1:9000".into(),
+            rule_retries: 2,
+            rule_backoff: Duration::from_secs(1),
+            dead_letter_file: None,
+            deletion_grace: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// A running emulator. [`LocalIot::shutdown`] (or dropping it) stops everything it started.
+pub struct LocalIot {
+    broker: Broker,
+    http_addr: SocketAddr,
+    http_stop: Option<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    links: Vec<Link>,
+    dead_letters: DeadLetters,
+}
+
+impl LocalIot {
+    /// Starts the broker, the internal links, the rule engine and the HTTP server, and returns
+    /// once all of them accept work.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let (conn_tx, conn_rx) = mpsc::unbounded_channel();
+        let broker = Broker::start(config.mqtt_port, conn_tx)
+            .await
+            .context("starting the MQTT broker")?;
+        let mqtt = broker.addr();
+
+        let (publisher, _) = Link::connect(mqtt, "publisher", &[]).await?;
+        let connections = Connections::default();
+        let mut tasks = vec![tokio::spawn(presence::run(
+            conn_rx,
+            connections.clone(),
+            publisher.clone(),
+        ))];
+        let mut links = vec![publisher.clone()];
+
+        let commands = Commands::new(
+            config.account.clone(),
+            publisher.clone(),
+            config.deletion_grace,
+        );
+        let response_filters = ["things", "clients"]
+            .iter()
+            .flat_map(|kind| {
+                ["json", "cbor"]
+                    .map(|format| format!("$aws/commands/{kind}/+/executions/+/response/{format}"))
+            })
+            .collect::<Vec<_>>();
+        let (responses_link, mut responses) =
+            Link::connect(mqtt, "commands", &response_filters).await?;
+        links.push(responses_link);
+        let handler = commands.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(message) = responses.recv().await {
+                handler.device_response(&message).await;
+            }
+        }));
+
+        let dead_letters = DeadLetters::new(config.dead_letter_file.clone());
+        let delivery = Delivery::new(
+            config.lambda_endpoint.clone(),
+            config.rule_retries,
+            config.rule_backoff,
+            dead_letters.clone(),
+        );
+        for (i, rule) in config.rules.into_iter().enumerate() {
+            let (link, messages) = Link::connect(
+                mqtt,
+                &format!("rule-{i}"),
+                std::slice::from_ref(&rule.filter),
+            )
+            .await?;
+            tracing::info!(rule = %rule.name, filter = %rule.filter, function = %rule.function, "rule active");
+            links.push(link);
+            tasks.push(tokio::spawn(rules::run(rule, messages, delivery.clone())));
+        }
+
+        let services = http::Services {
+            commands,
+            connections,
+            publisher,
+            dead_letters: dead_letters.clone(),
+        };
+        let listener =
+            tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], config.http_port)))
+                .await
+                .context("binding the HTTP port")?;
+        let http_addr = listener.local_addr()?;
+        let (http_stop, stopped) = oneshot::channel::<()>();
+        tasks.push(tokio::spawn(async move {
+            let server =
+                axum::serve(listener, http::router(services)).with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                });
+            if let Err(err) = server.await {
+                tracing::error!(error = %err, "HTTP server stopped");
+            }
+        }));
+        tracing::info!(mqtt = %mqtt, http = %http_addr, "local-iot ready");
+        Ok(Self {
+            broker,
+            http_addr,
+            http_stop: Some(http_stop),
+            tasks,
+            links,
+            dead_letters,
+        })
+    }
+
+    /// The MQTT listener.
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.broker.addr()
+    }
+
+    /// `http://127.0.0.1:{port}`: the value for `AWS_ENDPOINT_URL_IOT`,
+    /// `AWS_ENDPOINT_URL_IOT_DATA_PLANE` and `AWS_ENDPOINT_URL_IOT_JOBS_DATA_PLANE`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// Rule events that could not be delivered.
+    pub fn dead_letters(&self) -> Vec<serde_json::Value> {
+        self.dead_letters.all()
+    }
+
+    /// Stops the HTTP server, closes the internal connections and stops the broker.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.http_stop.take() {
+            let _ = stop.send(());
+        }
+        for link in &self.links {
+            link.close().await;
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for LocalIot {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,533 @@
+//! The topic-rule engine: the `IoTRule` events of the functions in `template.yaml`, evaluated
+//! on the local broker's messages and delivered to the functions through the Lambda Invoke API
+//! (as `cargo lambda watch` serves it), asynchronously, with retries and a dead-letter log.
+//!
+//! SQL subset (anything else is refused when the rules are loaded, never silently ignored):
+//! `SELECT <items> FROM '<topic filter>'`, where an item is `*`, `topic(n) AS name`,
+//! `timestamp() AS name`, `'text' AS name`, or a payload field path `a.b [AS name]`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, Semaphore};
+
+use tether_domain::clock::now_ms;
+
+use crate::link::Message;
+
+/// Why rules could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("template: {0}")]
+    Template(String),
+    #[error("rule {rule}: {problem}")]
+    Sql { rule: String, problem: String },
+}
+
+/// One selected item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Select {
+    All,
+    Topic { level: usize, alias: String },
+    Timestamp { alias: String },
+    Literal { value: Value, alias: String },
+    Field { path: Vec<String>, alias: String },
+}
+
+/// One topic rule bound to a function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// `{FunctionLogicalId}.{EventName}`
+    pub name: String,
+    /// The function's name at the Invoke API (its binary name).
+    pub function: String,
+    pub filter: String,
+    pub select: Vec<Select>,
+}
+
+fn sql_error(rule: &str, problem: impl Into<String>) -> RuleError {
+    RuleError::Sql {
+        rule: rule.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// Splits on commas outside quotes and parentheses.
+fn split_items(list: &str) -> Vec<String> {
+    let (mut items, mut current, mut depth, mut quoted) = (Vec::new(), String::new(), 0i32, false);
+    for c in list.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                items.push(current.trim().to_owned());
+                current.clear();
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    items.push(current.trim().to_owned());
+    items
+}
+
+/// Parses `SELECT ... FROM '...'`.
+pub fn parse_sql(rule: &str, sql: &str) -> Result<(Vec<Select>, String), RuleError> {
+    let text = sql.trim();
+    let upper = text.to_ascii_uppercase();
+    if !upper.starts_with("SELECT ") {
+        return Err(sql_error(rule, "must start with SELECT"));
+    }
+    let from = upper
+        .rfind(" FROM ")
+        .ok_or_else(|| sql_error(rule, "has no FROM"))?;
+    let source = text[from + 6..].trim();
+    if source.to_ascii_uppercase().contains(" WHERE ") || upper.contains(" WHERE ") {
+        return Err(sql_error(
+            rule,
+            "WHERE clauses are not supported by local-iot",
+        ));
+    }
+    let filter = source
+        .strip_prefix('\'')
+        .and_then(|s| s.strip_suffix('\''))
+        .ok_or_else(|| sql_error(rule, "FROM must be a quoted topic filter"))?
+        .to_owned();
+    let mut select = Vec::new();
+    for item in split_items(&text[7..from]) {
+        let (expr, alias) = match item.to_ascii_uppercase().rfind(" AS ") {
+            Some(at) => (
+                item[..at].trim().to_owned(),
+                Some(item[at + 4..].trim().to_owned()),
+            ),
+            None => (item.clone(), None),
+        };
+        let lower = expr.to_ascii_lowercase();
+        let need_alias = |what: &str| {
+            alias
+                .clone()
+                .ok_or_else(|| sql_error(rule, format!("{what} needs AS <name>")))
+        };
+        let parsed = if expr == "*" {
+            Select::All
+        } else if let Some(n) = lower
+            .strip_prefix("topic(")
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            let level = n
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| sql_error(rule, format!("bad topic index in {expr}")))?;
+            Select::Topic {
+                level,
+                alias: need_alias(&expr)?,
+            }
+        } else if lower == "timestamp()" {
+            Select::Timestamp {
+                alias: need_alias(&expr)?,
+            }
+        } else if let Some(text) = expr.strip_prefix('\'').and_then(|e| e.strip_suffix('\'')) {
+            Select::Literal {
+                value: json!(text),
+                alias: need_alias(&expr)?,
+            }
+        } else if !expr.is_empty()
+            && expr
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            let path: Vec<String> = expr.split('.').map(str::to_owned).collect();
+            let alias = alias.unwrap_or_else(|| path.last().cloned().unwrap_or_default());
+            Select::Field { path, alias }
+        } else {
+            return Err(sql_error(
+                rule,
+                format!("{expr} is not supported by local-iot"),
+            ));
+        };
+        select.push(parsed);
+    }
+    Ok((select, filter))
+}
+
+/// Evaluates a rule's SELECT on a message. A payload that is not a JSON object can only be
+/// used with items that do not read it.
+pub fn evaluate(select: &[Select], topic: &str, payload: &[u8], now: i64) -> Result<Value, String> {
+    let parsed: Option<Map<String, Value>> = serde_json::from_slice(payload).ok();
+    let levels: Vec<&str> = topic.split('/').collect();
+    let mut out = Map::new();
+    for item in select {
+        match item {
+            Select::All => match &parsed {
+                Some(object) => out.extend(object.clone()),
+                None => return Err("SELECT * needs a JSON object payload".into()),
+            },
+            Select::Topic { level, alias } => {
+                if let Some(value) = levels.get(level - 1) {
+                    out.insert(alias.clone(), json!(value));
+                }
+            }
+            Select::Timestamp { alias } => {
+                out.insert(alias.clone(), json!(now));
+            }
+            Select::Literal { value, alias } => {
+                out.insert(alias.clone(), value.clone());
+            }
+            Select::Field { path, alias } => {
+                let object = parsed
+                    .as_ref()
+                    .ok_or("a field needs a JSON object payload")?;
+                let mut value = object.get(&path[0]);
+                for key in &path[1..] {
+                    value = value.and_then(|v| v.get(key));
+                }
+                if let Some(value) = value {
+                    out.insert(alias.clone(), value.clone());
+                }
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// Replaces `${Name}` with the template parameter's default (for `!Sub` strings).
+fn substitute(text: &str, defaults: &HashMap<String, String>) -> String {
+    let mut out = text.to_owned();
+    for (name, value) in defaults {
+        out = out.replace(&format!("${{{name}}}"), value);
+    }
+    out
+}
+
+/// Reads the `IoTRule` events of every `AWS::Serverless::Function` in a SAM template.
+pub fn rules_from_template(template: &str) -> Result<Vec<Rule>, RuleError> {
+    let doc: serde_norway::Value =
+        serde_norway::from_str(template).map_err(|e| RuleError::Template(e.to_string()))?;
+    let mut defaults = HashMap::new();
+    if let Some(serde_norway::Value::Mapping(parameters)) = doc.get("Parameters") {
+        for (name, spec) in parameters {
+            if let (Some(name), Some(default)) = (name.as_str(), spec.get("Default")) {
+                let text = match default {
+                    serde_norway::Value::String(s) => s.clone(),
+                    other => serde_norway::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                };
+                defaults.insert(name.to_owned(), text);
+            }
+        }
+    }
+    let mut rules = Vec::new();
+    let Some(serde_norway::Value::Mapping(resources)) = doc.get("Resources") else {
+        return Ok(rules);
+    };
+    for (logical_id, resource) in resources {
+        let logical_id = logical_id.as_str().unwrap_or_default();
+        if resource.get("Type").and_then(|t| t.as_str()) != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let function = resource
+            .get("Metadata")
+            .and_then(|m| m.get("BuildProperties"))
+            .and_then(|b| b.get("Binary"))
+            .and_then(|b| b.as_str())
+            .unwrap_or(logical_id)
+            .to_owned();
+        let Some(serde_norway::Value::Mapping(events)) =
+            resource.get("Properties").and_then(|p| p.get("Events"))
+        else {
+            continue;
+        };
+        for (event_name, event) in events {
+            if event.get("Type").and_then(|t| t.as_str()) != Some("IoTRule") {
+                continue;
+            }
+            let name = format!("{logical_id}.{}", event_name.as_str().unwrap_or_default());
+            let sql = match event.get("Properties").and_then(|p| p.get("Sql")) {
+                Some(serde_norway::Value::String(sql)) => sql.clone(),
+                Some(serde_norway::Value::Tagged(tagged)) if tagged.tag == "Sub" => {
+                    match &tagged.value {
+                        serde_norway::Value::String(sql) => substitute(sql, &defaults),
+                        _ => {
+                            return Err(sql_error(
+                                &name,
+                                "only the string form of !Sub is supported",
+                            ))
+                        }
+                    }
+                }
+                _ => {
+                    return Err(sql_error(
+                        &name,
+                        "Properties.Sql must be a string or !Sub string",
+                    ))
+                }
+            };
+            let (select, filter) = parse_sql(&name, &sql)?;
+            rules.push(Rule {
+                name,
+                function: function.clone(),
+                filter,
+                select,
+            });
+        }
+    }
+    rules.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(rules)
+}
+
+/// What could not be delivered, kept in memory (for `GET /_local/dead-letters`) and appended
+/// as JSON lines to a file when one is configured.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetters {
+    entries: Arc<Mutex<Vec<Value>>>,
+    file: Option<PathBuf>,
+}
+
+impl DeadLetters {
+    pub fn new(file: Option<PathBuf>) -> Self {
+        Self {
+            entries: Arc::default(),
+            file,
+        }
+    }
+
+    pub fn all(&self) -> Vec<Value> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn push(&self, entry: Value) {
+        tracing::warn!(entry = %entry, "rule delivery dead-lettered");
+        if let Some(path) = &self.file {
+            use std::io::Write;
+            let written = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| writeln!(f, "{entry}"));
+            if let Err(err) = written {
+                tracing::error!(error = %err, path = %path.display(), "cannot write the dead-letter file");
+            }
+        }
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(entry);
+    }
+}
+
+/// How rule output reaches the functions.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    http: reqwest::Client,
+    /// e.g. `http://127.0.0.1:9000` (cargo lambda watch)
+    pub endpoint: String,
+    /// Attempts after the first (Lambda's asynchronous invoke makes 2).
+    pub retries: u32,
+    /// Wait before the first retry; doubled each time.
+    pub backoff: Duration,
+    pub dead_letters: DeadLetters,
+}
+
+impl Delivery {
+    pub fn new(
+        endpoint: String,
+        retries: u32,
+        backoff: Duration,
+        dead_letters: DeadLetters,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            retries,
+            backoff,
+            dead_letters,
+        }
+    }
+
+    async fn invoke_once(&self, function: &str, event: &Value) -> Result<(), String> {
+        let url = format!(
+            "{}/2015-03-31/functions/{function}/invocations",
+            self.endpoint
+        );
+        let response = self
+            .http
+            .post(&url)
+            .json(event)
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        let status = response.status();
+        if let Some(kind) = response.headers().get("x-amz-function-error") {
+            let kind = kind.to_str().unwrap_or("Unhandled").to_owned();
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("function error ({kind}): {body}"));
+        }
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("HTTP {status}: {body}"));
+        }
+        Ok(())
+    }
+
+    /// Delivers with retries; what still fails goes to the dead letters.
+    pub async fn deliver(&self, rule: &Rule, topic: &str, event: Value) {
+        let mut wait = self.backoff;
+        let mut last_error = String::new();
+        for attempt in 0..=self.retries {
+            match self.invoke_once(&rule.function, &event).await {
+                Ok(()) => {
+                    tracing::debug!(rule = %rule.name, function = %rule.function, topic, attempt, "rule delivered");
+                    return;
+                }
+                Err(err) => {
+                    tracing::debug!(rule = %rule.name, attempt, error = %err, "rule delivery failed");
+                    last_error = err;
+                }
+            }
+            if attempt < self.retries {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+        self.dead_letters.push(json!({
+            "rule": rule.name, "function": rule.function, "topic": topic, "event": event,
+            "error": last_error, "attempts": self.retries + 1, "at": now_ms(),
+        }));
+    }
+}
+
+/// Evaluates and delivers every message of one rule's subscription, each in its own task
+/// (at most 64 at once per rule), as Lambda's asynchronous invoke would.
+pub async fn run(rule: Rule, mut messages: mpsc::UnboundedReceiver<Message>, delivery: Delivery) {
+    let limit = Arc::new(Semaphore::new(64));
+    let rule = Arc::new(rule);
+    while let Some(message) = messages.recv().await {
+        let event = match evaluate(&rule.select, &message.topic, &message.payload, now_ms()) {
+            Ok(event) => event,
+            Err(problem) => {
+                delivery.dead_letters.push(json!({
+                    "rule": rule.name, "function": rule.function, "topic": message.topic,
+                    "error": problem, "attempts": 0, "at": now_ms(),
+                }));
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let (rule, delivery) = (rule.clone(), delivery.clone());
+        tokio::spawn(async move {
+            delivery.deliver(&rule, &message.topic, event).await;
+            drop(permit);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_subset_parses() {
+        let (select, filter) =
+            parse_sql("r", "SELECT *, topic(4) AS commandId, timestamp() AS receivedAt, 'x' AS kind, a.b FROM '$aws/events/commandExecution/+/#'").unwrap();
+        assert_eq!(filter, "$aws/events/commandExecution/+/#");
+        assert_eq!(select.len(), 5);
+        assert_eq!(
+            select[1],
+            Select::Topic {
+                level: 4,
+                alias: "commandId".into()
+            }
+        );
+        assert_eq!(
+            select[4],
+            Select::Field {
+                path: vec!["a".into(), "b".into()],
+                alias: "b".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unsupported_sql_is_refused_not_ignored() {
+        for sql in [
+            "SELECT * FROM 'a/b' WHERE x > 1",
+            "SELECT upper(x) AS y FROM 'a'",
+            "SELECT topic(3) FROM 'a'",
+            "SELECT * FROM a/b",
+            "DELETE FROM 'a'",
+        ] {
+            assert!(parse_sql("r", sql).is_err(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn evaluation_selects_fields_and_topic_levels() {
+        let (select, _) = parse_sql(
+            "r",
+            "SELECT *, topic(3) AS deviceId, topic(4) AS requestId FROM 'tether/replies/+/+'",
+        )
+        .unwrap();
+        let out = evaluate(
+            &select,
+            "tether/replies/dev-1/r1",
+            br#"{"status":"SUCCEEDED"}"#,
+            7,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"status": "SUCCEEDED", "deviceId": "dev-1", "requestId": "r1"})
+        );
+        assert!(evaluate(&select, "tether/replies/dev-1/r1", b"not json", 7).is_err());
+    }
+
+    #[test]
+    fn rules_come_from_the_functions_in_a_template() {
+        let template = r#"
+Parameters:
+  TopicPrefix:
+    Type: String
+    Default: tether
+Resources:
+  IngestFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildMethod: rust-cargolambda
+      BuildProperties:
+        Binary: ingest
+    Properties:
+      Events:
+        Replies:
+          Type: IoTRule
+          Properties:
+            Sql: !Sub "SELECT *, topic(3) AS deviceId FROM '${TopicPrefix}/replies/+/+'"
+        Api:
+          Type: HttpApi
+  Table:
+    Type: AWS::DynamoDB::Table
+"#;
+        let rules = rules_from_template(template).unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].name, "IngestFunction.Replies");
+        assert_eq!(rules[0].function, "ingest");
+        assert_eq!(rules[0].filter, "tether/replies/+/+");
+    }
+}
