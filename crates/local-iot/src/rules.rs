@@ -3,7 +3,7 @@
 //! (as `cargo lambda watch` serves it), asynchronously, with retries and a dead-letter log.
 //!
 //! SQL subset (anything else is refused when the rules are loaded, never silently ignored):
-//! `SELECT <items> FROM '<topic filter>'`, where an item is `*`, `topic(n) AS name`,
+//! `SELECT <items> FROM '<topic filter>'`, where an item is `*`, `topic() AS name`, `topic(n) AS name`,
 //! `timestamp() AS name`, `'text' AS name`, or a payload field path `a.b [AS name]`.
 
 use std::collections::HashMap;
@@ -31,10 +31,25 @@ pub enum RuleError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Select {
     All,
-    Topic { level: usize, alias: String },
-    Timestamp { alias: String },
-    Literal { value: Value, alias: String },
-    Field { path: Vec<String>, alias: String },
+    Topic {
+        level: usize,
+        alias: String,
+    },
+    /// `topic()`: the whole topic.
+    FullTopic {
+        alias: String,
+    },
+    Timestamp {
+        alias: String,
+    },
+    Literal {
+        value: Value,
+        alias: String,
+    },
+    Field {
+        path: Vec<String>,
+        alias: String,
+    },
 }
 
 /// One topic rule bound to a function.
@@ -173,6 +188,9 @@ pub fn evaluate(select: &[Select], topic: &str, payload: &[u8], now: i64) -> Res
                 if let Some(value) = levels.get(level - 1) {
                     out.insert(alias.clone(), json!(value));
                 }
+            }
+            Select::FullTopic { alias } => {
+                out.insert(alias.clone(), json!(topic));
             }
             Select::Timestamp { alias } => {
                 out.insert(alias.clone(), json!(now));

@@ -17,5 +17,5 @@ mod token;
 
 pub use error::{FailureKind, StoreError};
 pub use presence::PresenceEvent;
-pub use records::{ListBy, Outcome, RecordKey, RecordMeta, StatusChange, Store};
+pub use records::{Begin, ListBy, Outcome, RecordKey, RecordMeta, StatusChange, Store};
 pub use schema::TableSchema;

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 use tether_domain::api::{ExecutionRecord, InvocationRecord, ListQuery, Page, TimelineEntry};
@@ -166,6 +166,18 @@ pub struct Outcome {
     pub applied: bool,
 }
 
+/// What [`Store::begin_invocation`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// A new PENDING record was written.
+    Created,
+    /// The id was taken; its request fingerprint and device, as stored.
+    Existing {
+        request_hash: Option<String>,
+        device: Option<String>,
+    },
+}
+
 /// Per-device or per-command listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListBy {
@@ -187,6 +199,22 @@ fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
     err.as_service_error()
         .and_then(|e| e.code())
         .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+/// A transaction cancelled because a condition failed (and nothing else went wrong).
+fn is_transaction_condition_failure(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+) -> bool {
+    match err.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) => {
+            let reasons = e.cancellation_reasons();
+            reasons.is_empty() || reasons.iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+        }
+        _ => false,
+    }
 }
 
 fn index_sort_key(created_ms: i64, id: &str) -> String {
@@ -234,7 +262,7 @@ impl Store {
     ) -> Result<Outcome, StoreError> {
         let pk = key.pk();
         let new_event = self.put_event(&pk, change).await?;
-        let applied = self.update_record(key, &pk, change, meta).await?;
+        let applied = self.update_record(key, &pk, change, meta, None).await?;
         if !applied && change.phase == Phase::Created {
             if let Some(meta) = meta {
                 self.backdate_creation(key, &pk, change, meta).await?;
@@ -242,6 +270,123 @@ impl Store {
         }
         tracing::debug!(new_event, applied, "status change written");
         Ok(Outcome { new_event, applied })
+    }
+
+    /// Adds an entry to a record's timeline without touching the record: for messages that are
+    /// kept for the history but may not change the status (a malformed reply). Returns whether
+    /// the entry is new.
+    pub async fn record_event(
+        &self,
+        key: &RecordKey,
+        change: &StatusChange,
+    ) -> Result<bool, StoreError> {
+        self.put_event(&key.pk(), change).await
+    }
+
+    /// Records a device's reply to an invocation: like [`Store::apply`] without `meta`, and the
+    /// record changes only if it belongs to `device`, so one device cannot answer for another.
+    #[tracing::instrument(skip(self, change), fields(request_id = %id, status = change.status))]
+    pub async fn apply_reply(
+        &self,
+        id: &RequestId,
+        device: &DeviceId,
+        change: &StatusChange,
+    ) -> Result<Outcome, StoreError> {
+        let key = RecordKey::Invocation(id.clone());
+        let pk = key.pk();
+        let new_event = self.put_event(&pk, change).await?;
+        let applied = self
+            .update_record(&key, &pk, change, None, Some(device))
+            .await?;
+        tracing::debug!(new_event, applied, "reply written");
+        Ok(Outcome { new_event, applied })
+    }
+
+    /// Creates a PENDING invocation and its first timeline entry in one transaction. When the
+    /// id exists already (an idempotent retry), nothing is written and the stored request
+    /// fingerprint is returned, so the caller can tell a retry from a conflicting reuse.
+    pub async fn begin_invocation(
+        &self,
+        id: &RequestId,
+        device: &DeviceId,
+        method: &MethodName,
+        request_hash: &str,
+        at_ms: i64,
+    ) -> Result<Begin, StoreError> {
+        let key = RecordKey::Invocation(id.clone());
+        let pk = key.pk();
+        let change = StatusChange::new(
+            tether_domain::InvocationStatus::Pending,
+            Source::Cloud,
+            at_ms,
+        );
+        let record = Put::builder()
+            .table_name(&self.table)
+            .item(PK, s(&pk))
+            .item(SK, s(RECORD_SK))
+            .item("kind", s(key.kind()))
+            .item("id", s(id.as_str()))
+            .item("deviceId", s(device.as_str()))
+            .item("method", s(method.as_str()))
+            .item("requestHash", s(request_hash))
+            .item("status", s(change.status))
+            .item("source", s(change.source.as_str()))
+            .item("precedence", s(change.precedence().as_str()))
+            .item("createdAt", n(at_ms))
+            .item("updatedAt", n(at_ms))
+            .item(BY_DEVICE_PK, s(device_partition(device, &key)))
+            .item(BY_DEVICE_SK, s(index_sort_key(at_ms, id.as_str())))
+            .item(TTL_ATTRIBUTE, self.expires_at(at_ms))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(|e| StoreError::Corrupt {
+                key: pk.clone(),
+                problem: e.to_string(),
+            })?;
+        let event = Put::builder()
+            .table_name(&self.table)
+            .item(PK, s(&pk))
+            .item(SK, s(change.event_sk()))
+            .item("kind", s("event"))
+            .item("status", s(change.status))
+            .item("source", s(change.source.as_str()))
+            .item("at", n(at_ms))
+            .item(TTL_ATTRIBUTE, self.expires_at(at_ms))
+            .build()
+            .map_err(|e| StoreError::Corrupt {
+                key: pk.clone(),
+                problem: e.to_string(),
+            })?;
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(record).build())
+            .transact_items(TransactWriteItem::builder().put(event).build())
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(Begin::Created),
+            Err(err) if is_transaction_condition_failure(&err) => {
+                let existing = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .consistent_read(true)
+                    .key(PK, s(&pk))
+                    .key(SK, s(RECORD_SK))
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::dynamo("GetItem", e))?;
+                let item = existing.item.unwrap_or_default();
+                let reader = Reader::new(&item);
+                Ok(Begin::Existing {
+                    request_hash: reader.opt_s("requestHash")?.map(str::to_owned),
+                    device: reader.opt_s("deviceId")?.map(str::to_owned),
+                })
+            }
+            Err(err) => Err(StoreError::dynamo("TransactWriteItems", err)),
+        }
     }
 
     async fn put_event(&self, pk: &str, change: &StatusChange) -> Result<bool, StoreError> {
@@ -274,6 +419,7 @@ impl Store {
         pk: &str,
         change: &StatusChange,
         meta: Option<&RecordMeta>,
+        device_guard: Option<&DeviceId>,
     ) -> Result<bool, StoreError> {
         let mut sets = vec![
             "#status = :status",
@@ -384,12 +530,18 @@ impl Store {
             None => {}
         }
         let wins = "(attribute_not_exists(#prec) OR (#prec < :prec AND #prec < :floor))";
-        let condition = if meta.is_some() {
+        let mut condition = if meta.is_some() {
             wins.to_owned()
         } else {
             request = request.expression_attribute_names("#pk", PK);
             format!("attribute_exists(#pk) AND {wins}")
         };
+        if let Some(device) = device_guard {
+            condition.push_str(" AND #guardDevice = :guardDevice");
+            request = request
+                .expression_attribute_names("#guardDevice", "deviceId")
+                .expression_attribute_values(":guardDevice", s(device.as_str()));
+        }
         let mut expression = format!("SET {}", sets.join(", "));
         if !removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));

@@ -529,3 +529,74 @@ async fn an_unreachable_endpoint_is_a_transient_503() {
     assert!(err.is_transient(), "{err:?}");
     assert_eq!(err.to_api().code(), "UPSTREAM_UNAVAILABLE");
 }
+
+#[tokio::test]
+async fn begin_invocation_writes_once_and_reports_the_stored_fingerprint() {
+    let h = harness().await;
+    let id = RequestId::random();
+    let (dev, method) = (device("dev-1"), MethodName::parse("reboot").unwrap());
+
+    let first = h
+        .store
+        .begin_invocation(&id, &dev, &method, "hash-a", 1_000)
+        .await
+        .unwrap();
+    let second = h
+        .store
+        .begin_invocation(&id, &dev, &method, "hash-b", 2_000)
+        .await
+        .unwrap();
+
+    assert_eq!(first, tether_store::Begin::Created);
+    assert_eq!(
+        second,
+        tether_store::Begin::Existing {
+            request_hash: Some("hash-a".into()),
+            device: Some("dev-1".into())
+        }
+    );
+    let record = h.store.invocation(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, "PENDING");
+    assert_eq!(record.created_at, "1970-01-01T00:00:01.000Z");
+    assert_eq!(record.timeline.unwrap().len(), 1, "the retry wrote nothing");
+}
+
+#[tokio::test]
+async fn a_device_cannot_answer_another_devices_invocation() {
+    let h = harness().await;
+    let id = RequestId::random();
+    h.store
+        .begin_invocation(
+            &id,
+            &device("dev-1"),
+            &MethodName::parse("open").unwrap(),
+            "h",
+            1_000,
+        )
+        .await
+        .unwrap();
+    let reply = StatusChange::new(InvocationStatus::Succeeded, Source::Device, 1_100);
+
+    let intruder = h
+        .store
+        .apply_reply(&id, &device("dev-2"), &reply)
+        .await
+        .unwrap();
+    let owner = h
+        .store
+        .apply_reply(&id, &device("dev-1"), &reply)
+        .await
+        .unwrap();
+
+    assert!(!intruder.applied);
+    assert!(owner.applied);
+    assert_eq!(
+        h.store
+            .invocation_status(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "SUCCEEDED"
+    );
+}

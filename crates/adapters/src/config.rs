@@ -1,0 +1,120 @@
+//! The functions' configuration: read once at start from the environment; a missing or
+//! malformed variable stops the function before it takes any event.
+
+use std::time::Duration;
+
+use tether_domain::topics::InvokeTopics;
+
+/// How `invoke` decides that a device is offline before publishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectivityCheck {
+    /// The presence record that `ingest` keeps from presence events (default).
+    Presence,
+    /// iot-data GetConnection (where the region offers it).
+    Iot,
+    /// No check: publish and wait.
+    Off,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {problem}")]
+    Invalid { name: &'static str, problem: String },
+}
+
+/// Everything the functions read from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `TABLE_NAME`: the DynamoDB table.
+    pub table: String,
+    /// `TOPIC_PREFIX` (default `tether`): the direct-invocation topics.
+    pub topics: InvokeTopics,
+    /// `CONNECTIVITY_CHECK`: `presence` (default), `iot` or `off`.
+    pub connectivity: ConnectivityCheck,
+    /// `RETENTION_DAYS` (default 30): how long records are kept.
+    pub retention: Duration,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let table = lookup("TABLE_NAME")
+            .filter(|t| !t.is_empty())
+            .ok_or(ConfigError::Missing("TABLE_NAME"))?;
+        let prefix =
+            lookup("TOPIC_PREFIX").unwrap_or_else(|| InvokeTopics::DEFAULT_PREFIX.to_owned());
+        let topics = InvokeTopics::new(&prefix).map_err(|e| ConfigError::Invalid {
+            name: "TOPIC_PREFIX",
+            problem: e.to_string(),
+        })?;
+        let connectivity = match lookup("CONNECTIVITY_CHECK").as_deref() {
+            None | Some("presence") => ConnectivityCheck::Presence,
+            Some("iot") => ConnectivityCheck::Iot,
+            Some("off") => ConnectivityCheck::Off,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "CONNECTIVITY_CHECK",
+                    problem: format!("{other:?} is not presence, iot or off"),
+                })
+            }
+        };
+        let retention_days: u64 = match lookup("RETENTION_DAYS") {
+            None => 30,
+            Some(text) => {
+                text.parse()
+                    .ok()
+                    .filter(|d| *d >= 1)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "RETENTION_DAYS",
+                        problem: format!("{text:?} is not a whole number of days >= 1"),
+                    })?
+            }
+        };
+        Ok(Self {
+            table,
+            topics,
+            connectivity,
+            retention: Duration::from_secs(retention_days * 24 * 3600),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_need_only_the_table() {
+        let config = from(&[("TABLE_NAME", "t")]).unwrap();
+        assert_eq!(config.topics.prefix(), "tether");
+        assert_eq!(config.connectivity, ConnectivityCheck::Presence);
+        assert_eq!(config.retention, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn missing_and_malformed_variables_are_named() {
+        assert_eq!(from(&[]).unwrap_err(), ConfigError::Missing("TABLE_NAME"));
+        let bad_prefix = from(&[("TABLE_NAME", "t"), ("TOPIC_PREFIX", "a/+")]).unwrap_err();
+        assert!(bad_prefix.to_string().contains("TOPIC_PREFIX"));
+        assert!(from(&[("TABLE_NAME", "t"), ("CONNECTIVITY_CHECK", "maybe")]).is_err());
+        assert!(from(&[("TABLE_NAME", "t"), ("RETENTION_DAYS", "0")]).is_err());
+    }
+}

@@ -1,0 +1,214 @@
+//! `ingest`: what the IoT topic rules deliver, into DynamoDB.
+//!
+//! Every rule selects `topic() AS topic`, which tells the kinds apart:
+//! - `{prefix}/replies/{deviceId}/{requestId}`: a direct-invocation reply (the payload's fields,
+//!   plus `receivedAt` from the rule's `timestamp()`);
+//! - `$aws/events/presence/{connected|disconnected}/{clientId}`: a presence event.
+//!
+//! Writes are idempotent and order-safe (see `tether_store::records`). A store failure is
+//! returned as an error, so Lambda retries the event and, after its retries, the dead-letter
+//! queue keeps it. A malformed device message is kept in the timeline as `INVALID_REPLY` and
+//! acknowledged (retrying cannot mend it). An event this function does not know is an error,
+//! so a misrouted rule shows up in the dead-letter queue instead of vanishing.
+
+use std::future::Future;
+
+use serde_json::{json, Value};
+use tether_domain::clock::now_ms;
+use tether_domain::reply::DeviceReply;
+use tether_domain::topics::{InvokeTopics, Presence, PresenceTopic, ReplyTopic};
+use tether_domain::{DeviceId, InvocationStatus, Phase, RequestId, Source, StatusReason};
+use tether_store::{Outcome, PresenceEvent, RecordKey, StatusChange, Store, StoreError};
+
+/// Why an event could not be ingested. Returned to Lambda, which retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the event has no `topic` field: is the rule selecting `topic() AS topic`?")]
+    NoTopic,
+    #[error("no handler for events on {0:?}")]
+    UnknownTopic(String),
+    #[error("writing to DynamoDB failed")]
+    Store(#[from] StoreError),
+}
+
+impl From<IngestError> for lambda_runtime::Diagnostic {
+    /// The error as Lambda reports it (and as the dead-letter queue keeps it), with its causes.
+    fn from(err: IngestError) -> Self {
+        let error_type = match &err {
+            IngestError::NoTopic | IngestError::UnknownTopic(_) => "UnknownEvent",
+            IngestError::Store(e) if e.is_transient() => "StoreUnavailable",
+            IngestError::Store(_) => "StoreError",
+        };
+        let mut message = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(next) = cause {
+            message.push_str(": ");
+            message.push_str(&next.to_string());
+            cause = next.source();
+        }
+        tracing::error!(error_type, error = %message, "event not ingested");
+        lambda_runtime::Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: message,
+        }
+    }
+}
+
+/// What ingest writes.
+pub trait Ports: Sync {
+    fn apply_reply(
+        &self,
+        id: &RequestId,
+        device: &DeviceId,
+        change: &StatusChange,
+    ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+    fn record_event(
+        &self,
+        key: &RecordKey,
+        change: &StatusChange,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn record_presence(
+        &self,
+        event: &PresenceEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn topics(&self) -> &InvokeTopics;
+}
+
+/// The real ports.
+pub struct Deps {
+    pub store: Store,
+    pub topics: InvokeTopics,
+}
+
+impl Ports for Deps {
+    async fn apply_reply(
+        &self,
+        id: &RequestId,
+        device: &DeviceId,
+        change: &StatusChange,
+    ) -> Result<Outcome, StoreError> {
+        self.store.apply_reply(id, device, change).await
+    }
+
+    async fn record_event(
+        &self,
+        key: &RecordKey,
+        change: &StatusChange,
+    ) -> Result<bool, StoreError> {
+        self.store.record_event(key, change).await
+    }
+
+    async fn record_presence(&self, event: &PresenceEvent) -> Result<bool, StoreError> {
+        self.store.record_presence(event).await
+    }
+
+    fn topics(&self) -> &InvokeTopics {
+        &self.topics
+    }
+}
+
+/// Handles one rule event; answers a short summary of what was done.
+#[tracing::instrument(skip_all, fields(topic))]
+pub async fn handle(ports: &impl Ports, event: Value) -> Result<Value, IngestError> {
+    let topic = event
+        .get("topic")
+        .and_then(Value::as_str)
+        .ok_or(IngestError::NoTopic)?
+        .to_owned();
+    tracing::Span::current().record("topic", topic.as_str());
+    if let Ok(reply) = ports.topics().parse_reply(&topic) {
+        return ingest_reply(ports, &reply, &event).await;
+    }
+    if let Ok(presence) = PresenceTopic::parse(&topic) {
+        return ingest_presence(ports, &presence, &event).await;
+    }
+    Err(IngestError::UnknownTopic(topic))
+}
+
+/// A reason's description: at most 1024 characters, no control characters.
+fn describe(problem: &str) -> String {
+    problem
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(1024)
+        .collect()
+}
+
+async fn ingest_reply(
+    ports: &impl Ports,
+    topic: &ReplyTopic,
+    event: &Value,
+) -> Result<Value, IngestError> {
+    let at = event
+        .get("receivedAt")
+        .and_then(Value::as_i64)
+        .unwrap_or_else(now_ms);
+    let mut payload = event.clone();
+    if let Some(fields) = payload.as_object_mut() {
+        fields.remove("topic");
+        fields.remove("receivedAt");
+    }
+    let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+    match DeviceReply::parse(&bytes) {
+        Ok(reply) => {
+            let change =
+                StatusChange::new(InvocationStatus::from(reply.status), Source::Device, at)
+                    .with_reason(reply.status_reason)
+                    .with_result(reply.result);
+            let outcome = ports
+                .apply_reply(&topic.request_id, &topic.device, &change)
+                .await?;
+            tracing::info!(request_id = %topic.request_id, device = %topic.device, status = change.status, applied = outcome.applied, "reply");
+            Ok(
+                json!({ "kind": "reply", "requestId": topic.request_id, "applied": outcome.applied, "newEvent": outcome.new_event }),
+            )
+        }
+        Err(problem) => {
+            tracing::warn!(request_id = %topic.request_id, device = %topic.device, error = %problem, "malformed reply kept in the timeline");
+            let change = StatusChange {
+                status: "INVALID_REPLY",
+                phase: Phase::Created,
+                source: Source::Device,
+                at_ms: at,
+                reason: Some(StatusReason::new(
+                    "INVALID_REPLY",
+                    Some(describe(&problem.to_string())),
+                )),
+                result: None,
+            };
+            let new_event = ports
+                .record_event(&RecordKey::Invocation(topic.request_id.clone()), &change)
+                .await?;
+            Ok(
+                json!({ "kind": "reply", "requestId": topic.request_id, "applied": false, "newEvent": new_event, "rejected": problem.code() }),
+            )
+        }
+    }
+}
+
+async fn ingest_presence(
+    ports: &impl Ports,
+    topic: &PresenceTopic,
+    event: &Value,
+) -> Result<Value, IngestError> {
+    let text = |name: &str| event.get(name).and_then(Value::as_str).map(str::to_owned);
+    let presence = PresenceEvent {
+        device: topic.client.clone(),
+        presence: topic.presence,
+        at_ms: event
+            .get("timestamp")
+            .and_then(Value::as_i64)
+            .unwrap_or_else(now_ms),
+        session: text("sessionIdentifier"),
+        disconnect_reason: match topic.presence {
+            Presence::Disconnected => text("disconnectReason"),
+            Presence::Connected => None,
+        },
+    };
+    let newest = ports.record_presence(&presence).await?;
+    tracing::info!(device = %topic.client, presence = ?topic.presence, newest, "presence");
+    Ok(json!({ "kind": "presence", "deviceId": topic.client, "newest": newest }))
+}
+
+#[cfg(test)]
+mod tests;

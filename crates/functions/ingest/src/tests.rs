@@ -1,0 +1,167 @@
+//! The handler with fake ports and the sample events of `events/`.
+
+use std::sync::Mutex;
+
+use super::*;
+
+const REPLY: &str = include_str!("../../../../events/ingest-reply.json");
+const CONNECTED: &str = include_str!("../../../../events/ingest-presence-connected.json");
+const DISCONNECTED: &str = include_str!("../../../../events/ingest-presence-disconnected.json");
+
+#[derive(Default)]
+struct Fake {
+    topics: InvokeTopics,
+    replies: Mutex<Vec<(RequestId, DeviceId, StatusChange)>>,
+    events: Mutex<Vec<(RecordKey, StatusChange)>>,
+    presence: Mutex<Vec<PresenceEvent>>,
+    fail: bool,
+}
+
+fn unavailable() -> StoreError {
+    StoreError::Schema("simulated outage".into())
+}
+
+impl Ports for Fake {
+    async fn apply_reply(
+        &self,
+        id: &RequestId,
+        device: &DeviceId,
+        change: &StatusChange,
+    ) -> Result<Outcome, StoreError> {
+        if self.fail {
+            return Err(unavailable());
+        }
+        self.replies
+            .lock()
+            .unwrap()
+            .push((id.clone(), device.clone(), change.clone()));
+        Ok(Outcome {
+            new_event: true,
+            applied: true,
+        })
+    }
+
+    async fn record_event(
+        &self,
+        key: &RecordKey,
+        change: &StatusChange,
+    ) -> Result<bool, StoreError> {
+        self.events
+            .lock()
+            .unwrap()
+            .push((key.clone(), change.clone()));
+        Ok(true)
+    }
+
+    async fn record_presence(&self, event: &PresenceEvent) -> Result<bool, StoreError> {
+        if self.fail {
+            return Err(unavailable());
+        }
+        self.presence.lock().unwrap().push(event.clone());
+        Ok(true)
+    }
+
+    fn topics(&self) -> &InvokeTopics {
+        &self.topics
+    }
+}
+
+fn event(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+#[tokio::test]
+async fn a_reply_completes_its_invocation_with_the_rules_timestamp() {
+    let fake = Fake::default();
+
+    let summary = handle(&fake, event(REPLY)).await.unwrap();
+
+    assert_eq!(summary["kind"], "reply");
+    let replies = fake.replies.lock().unwrap();
+    let (id, device, change) = &replies[0];
+    assert_eq!(id.as_str(), "5f2b7c1e9a4d4b0e8c3a2f1d6e7b8a90");
+    assert_eq!(device.as_str(), "dev-1");
+    assert_eq!(change.status, "SUCCEEDED");
+    assert_eq!(change.source, Source::Device);
+    assert_eq!(change.at_ms, 1_795_456_800_250);
+    assert_eq!(change.result, Some(json!({"on": true, "brightness": 80})));
+}
+
+#[tokio::test]
+async fn a_malformed_reply_is_kept_in_the_timeline_and_changes_nothing() {
+    let fake = Fake::default();
+    let mut bad = event(REPLY);
+    bad["status"] = json!("DONE\u{0007}");
+
+    let summary = handle(&fake, bad).await.unwrap();
+
+    assert_eq!(summary["rejected"], "InvalidJson");
+    assert!(fake.replies.lock().unwrap().is_empty());
+    let events = fake.events.lock().unwrap();
+    assert_eq!(events[0].1.status, "INVALID_REPLY");
+    let description = events[0]
+        .1
+        .reason
+        .as_ref()
+        .unwrap()
+        .reason_description
+        .clone()
+        .unwrap();
+    assert!(
+        !description.chars().any(char::is_control),
+        "{description:?}"
+    );
+}
+
+#[tokio::test]
+async fn presence_events_record_connectivity() {
+    let fake = Fake::default();
+
+    handle(&fake, event(CONNECTED)).await.unwrap();
+    handle(&fake, event(DISCONNECTED)).await.unwrap();
+
+    let presence = fake.presence.lock().unwrap();
+    assert_eq!(presence[0].presence, Presence::Connected);
+    assert_eq!(presence[0].disconnect_reason, None);
+    assert_eq!(presence[1].presence, Presence::Disconnected);
+    assert_eq!(presence[1].at_ms, 1_795_456_900_000);
+    assert_eq!(
+        presence[1].disconnect_reason.as_deref(),
+        Some("CLIENT_INITIATED_DISCONNECT")
+    );
+}
+
+#[tokio::test]
+async fn store_failures_are_returned_so_lambda_retries() {
+    let fake = Fake {
+        fail: true,
+        ..Fake::default()
+    };
+
+    assert!(matches!(
+        handle(&fake, event(REPLY)).await,
+        Err(IngestError::Store(_))
+    ));
+    assert!(matches!(
+        handle(&fake, event(CONNECTED)).await,
+        Err(IngestError::Store(_))
+    ));
+}
+
+#[tokio::test]
+async fn unknown_and_topicless_events_are_errors_not_silence() {
+    let fake = Fake::default();
+
+    assert!(matches!(
+        handle(&fake, json!({"status": "SUCCEEDED"})).await,
+        Err(IngestError::NoTopic)
+    ));
+    assert!(matches!(
+        handle(&fake, json!({"topic": "other/thing"})).await,
+        Err(IngestError::UnknownTopic(_))
+    ));
+    assert!(matches!(
+        handle(&fake, json!({"topic": "tether/replies/dev 1/r"})).await,
+        Err(IngestError::UnknownTopic(_))
+    ));
+}

@@ -1,0 +1,366 @@
+//! `POST /devices/{deviceId}/invoke`: publish a method call to a device over MQTT and answer
+//! with the device's reply, or a 504 at the deadline.
+//!
+//! The flow: validate everything before touching anything (a rejected request publishes
+//! nothing); refuse at once when the device is known to be offline; write the PENDING record
+//! (so no request is ever published without one); publish with QoS 1, the MQTT 5 response
+//! topic, the request id as correlation data and the time left as message expiry; then poll
+//! the record (strongly consistent reads, short first intervals, backing off) until `ingest`
+//! has recorded the reply or the deadline passes. At the deadline the record becomes a cloud
+//! TIMED_OUT, which a late reply still completes; a reply that wins that race is returned.
+//!
+//! With an `Idempotency-Key`, the request id is derived from the device and the key, so a retry
+//! finds the same record, publishes nothing and waits for the same answer; the same key with
+//! another body is a 409.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::Request;
+use sha2::{Digest, Sha256};
+use tether_adapters::config::{Config, ConnectivityCheck};
+use tether_adapters::http::{header_text, internal, json, json_body, problem, route, HttpResponse};
+use tether_adapters::iot::{DeviceRequest, IotGateway};
+use tether_domain::api::{InvokeRequest, InvokeResponse, MAX_PAYLOAD_BYTES};
+use tether_domain::clock::now_ms;
+use tether_domain::status::{Lifecycle, NO_RESPONSE_FROM_DEVICE};
+use tether_domain::{
+    ApiError, DeviceId, InvocationStatus, MethodName, Phase, RequestId, Source, StatusReason,
+};
+use tether_store::{Begin, StatusChange, Store};
+
+/// A request body is refused before parsing above this size: the payload limit plus room for
+/// the other fields.
+const MAX_BODY_BYTES: usize = MAX_PAYLOAD_BYTES + 4 * 1024;
+/// Polling of the record: first interval, growth factor, ceiling.
+const FIRST_POLL: Duration = Duration::from_millis(5);
+const MAX_POLL: Duration = Duration::from_millis(100);
+
+/// A record as the wait loop sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: String,
+    pub result: Option<serde_json::Value>,
+    pub status_reason: Option<StatusReason>,
+}
+
+impl Answer {
+    fn is_final(&self) -> bool {
+        InvocationStatus::parse(&self.status).is_some_and(|s| {
+            s.phase(Source::Device) == Phase::Terminal && s != InvocationStatus::TimedOut
+        })
+    }
+}
+
+/// What the handler needs from the world. Errors are already API errors (the adapter logs
+/// internal causes).
+pub trait Ports: Sync {
+    /// Whether the device is connected: `None` when never seen.
+    fn connected(
+        &self,
+        device: &DeviceId,
+    ) -> impl Future<Output = Result<Option<bool>, ApiError>> + Send;
+    fn begin(
+        &self,
+        id: &RequestId,
+        device: &DeviceId,
+        method: &MethodName,
+        hash: &str,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<Begin, ApiError>> + Send;
+    fn publish(&self, request: &DeviceRequest)
+        -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn answer(
+        &self,
+        id: &RequestId,
+    ) -> impl Future<Output = Result<Option<Answer>, ApiError>> + Send;
+    /// Writes a cloud-side final status (TIMED_OUT at the deadline, FAILED when the publish
+    /// failed); `false` when the record had already moved on.
+    fn conclude(
+        &self,
+        id: &RequestId,
+        status: InvocationStatus,
+        reason: StatusReason,
+    ) -> impl Future<Output = Result<bool, ApiError>> + Send;
+    fn config(&self) -> &Config;
+}
+
+/// The real ports: DynamoDB and AWS IoT.
+pub struct Deps {
+    pub store: Store,
+    pub iot: IotGateway,
+    pub config: Config,
+}
+
+fn store_error(err: tether_store::StoreError) -> ApiError {
+    match err.to_api() {
+        ApiError::Internal => internal(&err),
+        other => {
+            tracing::warn!(error = %err, "store unavailable");
+            other
+        }
+    }
+}
+
+fn gateway_error(err: tether_adapters::iot::GatewayError) -> ApiError {
+    match err.to_api() {
+        ApiError::Internal => internal(&err),
+        other => {
+            tracing::warn!(error = %err, "AWS IoT unavailable");
+            other
+        }
+    }
+}
+
+impl Ports for Deps {
+    async fn connected(&self, device: &DeviceId) -> Result<Option<bool>, ApiError> {
+        match self.config.connectivity {
+            ConnectivityCheck::Off => Ok(Some(true)),
+            ConnectivityCheck::Iot => self
+                .iot
+                .is_connected(device.as_str())
+                .await
+                .map_err(gateway_error),
+            ConnectivityCheck::Presence => Ok(self
+                .store
+                .connectivity(device)
+                .await
+                .map_err(store_error)?
+                .map(|c| c.connected)),
+        }
+    }
+
+    async fn begin(
+        &self,
+        id: &RequestId,
+        device: &DeviceId,
+        method: &MethodName,
+        hash: &str,
+        at_ms: i64,
+    ) -> Result<Begin, ApiError> {
+        self.store
+            .begin_invocation(id, device, method, hash, at_ms)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn publish(&self, request: &DeviceRequest) -> Result<(), ApiError> {
+        self.iot.publish(request).await.map_err(gateway_error)
+    }
+
+    async fn answer(&self, id: &RequestId) -> Result<Option<Answer>, ApiError> {
+        let record = self
+            .store
+            .invocation_status(id)
+            .await
+            .map_err(store_error)?;
+        Ok(record.map(|r| Answer {
+            status: r.status,
+            result: r.result,
+            status_reason: r.status_reason,
+        }))
+    }
+
+    async fn conclude(
+        &self,
+        id: &RequestId,
+        status: InvocationStatus,
+        reason: StatusReason,
+    ) -> Result<bool, ApiError> {
+        let change = StatusChange::new(status, Source::Cloud, now_ms()).with_reason(Some(reason));
+        let key = tether_store::RecordKey::Invocation(id.clone());
+        Ok(self
+            .store
+            .apply(&key, &change, None)
+            .await
+            .map_err(store_error)?
+            .applied)
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// The Lambda handler: every outcome is a response; errors become problem+json.
+#[tracing::instrument(skip_all, fields(path = %request.uri().path()))]
+pub async fn handle(ports: &impl Ports, request: Request) -> HttpResponse {
+    match invoke(ports, &request, Instant::now()).await {
+        Ok(response) => response,
+        Err(err) => {
+            let mut response = problem(&err);
+            if let ApiError::DeviceTimeout { request_id, .. } = &err {
+                if let Ok(location) = HeaderValue::from_str(&format!("/invocations/{request_id}")) {
+                    response.headers_mut().insert(header::LOCATION, location);
+                }
+            }
+            response
+        }
+    }
+}
+
+/// Hex SHA-256 of the parts, separated so that no two lists of parts collide.
+fn digest(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn idempotency_key(request: &Request) -> Result<Option<&str>, ApiError> {
+    match request.headers().get("idempotency-key") {
+        None => Ok(None),
+        Some(_) => match header_text(request, "idempotency-key") {
+            Some(key)
+                if (1..=128).contains(&key.len())
+                    && key.bytes().all(|b| (0x21..=0x7e).contains(&b)) =>
+            {
+                Ok(Some(key))
+            }
+            _ => Err(ApiError::Validation(
+                "Idempotency-Key must be 1-128 printable ASCII characters".into(),
+            )),
+        },
+    }
+}
+
+async fn invoke(
+    ports: &impl Ports,
+    request: &Request,
+    started: Instant,
+) -> Result<HttpResponse, ApiError> {
+    let (_, captures) = route(
+        &[(Method::POST, "/devices/{deviceId}/invoke")],
+        request.method(),
+        request.uri().path(),
+    )?;
+    let device = DeviceId::parse(captures[0])?;
+    let call = json_body::<InvokeRequest>(request, MAX_BODY_BYTES)?.validate()?;
+    let key = idempotency_key(request)?;
+    let deadline = started + Duration::from_millis(call.timeout_ms);
+    let hash = digest(&[
+        call.method.as_str(),
+        &call.payload,
+        &call.timeout_ms.to_string(),
+    ]);
+    let id = match key {
+        // 128 bits of the digest: ids stay short and fit the topic rules.
+        Some(key) => RequestId::parse(&digest(&["idempotency", device.as_str(), key])[..32])?,
+        None => RequestId::random(),
+    };
+    tracing::info!(device = %device, method = %call.method, request_id = %id, timeout_ms = call.timeout_ms, "invoke");
+
+    if ports.connected(&device).await? != Some(true) {
+        return Err(ApiError::DeviceNotConnected(device.to_string()));
+    }
+    match ports
+        .begin(&id, &device, &call.method, &hash, now_ms())
+        .await?
+    {
+        Begin::Created => {
+            let topics = &ports.config().topics;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = DeviceRequest {
+                topic: topics.request(&device, &call.method, &id),
+                payload: call.payload.clone(),
+                response_topic: topics.reply(&device, &id),
+                correlation: id.to_string(),
+                expiry_s: left.as_millis().div_ceil(1000) as i64,
+            };
+            if let Err(err) = ports.publish(&message).await {
+                let reason = StatusReason::new(
+                    "PUBLISH_FAILED",
+                    Some("the request could not be published to AWS IoT".into()),
+                );
+                let _ = ports.conclude(&id, InvocationStatus::Failed, reason).await;
+                return Err(err);
+            }
+        }
+        Begin::Existing {
+            request_hash,
+            device: owner,
+        } => {
+            if request_hash.as_deref() != Some(hash.as_str())
+                || owner.as_deref() != Some(device.as_str())
+            {
+                return Err(ApiError::Conflict(
+                    "Idempotency-Key was used with a different request".into(),
+                ));
+            }
+            tracing::info!(request_id = %id, "idempotent retry: waiting for the existing invocation");
+        }
+    }
+
+    if let Some(answer) = wait(ports, &id, deadline).await? {
+        return Ok(answered(&id, &device, &call.method, answer, started));
+    }
+    let timed_out = ports
+        .conclude(
+            &id,
+            InvocationStatus::TimedOut,
+            StatusReason::new(NO_RESPONSE_FROM_DEVICE, None),
+        )
+        .await?;
+    if !timed_out {
+        // The reply won the race with the deadline.
+        if let Some(answer) = ports.answer(&id).await?.filter(Answer::is_final) {
+            return Ok(answered(&id, &device, &call.method, answer, started));
+        }
+    }
+    Err(ApiError::DeviceTimeout {
+        device: device.to_string(),
+        request_id: id.to_string(),
+        timeout_ms: call.timeout_ms,
+    })
+}
+
+/// Polls the record until it is final or the deadline passes.
+async fn wait(
+    ports: &impl Ports,
+    id: &RequestId,
+    deadline: Instant,
+) -> Result<Option<Answer>, ApiError> {
+    let mut interval = FIRST_POLL;
+    loop {
+        if let Some(answer) = ports.answer(id).await?.filter(Answer::is_final) {
+            return Ok(Some(answer));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        tokio::time::sleep(interval.min(left)).await;
+        interval = (interval * 3 / 2).min(MAX_POLL);
+    }
+}
+
+fn answered(
+    id: &RequestId,
+    device: &DeviceId,
+    method: &MethodName,
+    answer: Answer,
+    started: Instant,
+) -> HttpResponse {
+    json(
+        StatusCode::OK,
+        &InvokeResponse {
+            request_id: id.to_string(),
+            device_id: device.to_string(),
+            method: method.to_string(),
+            status: answer.status,
+            result: answer.result,
+            status_reason: answer.status_reason,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,371 @@
+//! The handler with fake ports: no network, no clock tricks beyond short real deadlines.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use lambda_http::Body;
+use serde_json::{json, Value};
+
+use super::*;
+
+const SAMPLE: &str = include_str!("../../../../events/invoke-request.json");
+
+/// Fake ports: scripted answers, recorded calls.
+struct Fake {
+    config: Config,
+    connected: Option<bool>,
+    begin: Mutex<Option<Begin>>,
+    publish_fails: bool,
+    answers: Mutex<VecDeque<Option<Answer>>>,
+    conclude_applies: bool,
+    /// What the record reads once a conclusion was attempted (a reply that raced it).
+    after_conclude: Option<Answer>,
+    published: Mutex<Vec<DeviceRequest>>,
+    concluded: Mutex<Vec<(InvocationStatus, String)>>,
+    begun: Mutex<Vec<(RequestId, String)>>,
+}
+
+impl Fake {
+    fn new() -> Self {
+        Self {
+            config: Config::from_lookup(|name| (name == "TABLE_NAME").then(|| "t".to_owned()))
+                .unwrap(),
+            connected: Some(true),
+            begin: Mutex::new(None),
+            publish_fails: false,
+            answers: Mutex::new(VecDeque::new()),
+            conclude_applies: true,
+            after_conclude: None,
+            published: Mutex::default(),
+            concluded: Mutex::default(),
+            begun: Mutex::default(),
+        }
+    }
+
+    /// The record reads: each call takes the next; the last one repeats.
+    fn answers(self, answers: Vec<Option<Answer>>) -> Self {
+        *self.answers.lock().unwrap() = answers.into();
+        self
+    }
+}
+
+fn answer(status: &str) -> Option<Answer> {
+    Some(Answer {
+        status: status.into(),
+        result: Some(json!({"on": true})),
+        status_reason: None,
+    })
+}
+
+impl Ports for Fake {
+    async fn connected(&self, _: &DeviceId) -> Result<Option<bool>, ApiError> {
+        Ok(self.connected)
+    }
+
+    async fn begin(
+        &self,
+        id: &RequestId,
+        _: &DeviceId,
+        _: &MethodName,
+        hash: &str,
+        _: i64,
+    ) -> Result<Begin, ApiError> {
+        self.begun
+            .lock()
+            .unwrap()
+            .push((id.clone(), hash.to_owned()));
+        Ok(self.begin.lock().unwrap().take().unwrap_or(Begin::Created))
+    }
+
+    async fn publish(&self, request: &DeviceRequest) -> Result<(), ApiError> {
+        if self.publish_fails {
+            return Err(ApiError::UpstreamUnavailable { retry_after_s: 1 });
+        }
+        self.published.lock().unwrap().push(request.clone());
+        Ok(())
+    }
+
+    async fn answer(&self, _: &RequestId) -> Result<Option<Answer>, ApiError> {
+        if !self.concluded.lock().unwrap().is_empty() && self.after_conclude.is_some() {
+            return Ok(self.after_conclude.clone());
+        }
+        let mut answers = self.answers.lock().unwrap();
+        Ok(if answers.len() > 1 {
+            answers.pop_front().flatten()
+        } else {
+            answers.front().cloned().flatten()
+        })
+    }
+
+    async fn conclude(
+        &self,
+        _: &RequestId,
+        status: InvocationStatus,
+        reason: StatusReason,
+    ) -> Result<bool, ApiError> {
+        self.concluded
+            .lock()
+            .unwrap()
+            .push((status, reason.reason_code));
+        Ok(self.conclude_applies)
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+fn sample() -> Request {
+    lambda_http::request::from_str(SAMPLE).expect("the sample event parses")
+}
+
+fn with_body(body: &str) -> Request {
+    let mut request = sample();
+    *request.body_mut() = Body::Text(body.to_owned());
+    request
+}
+
+fn body_json(response: &HttpResponse) -> Value {
+    serde_json::from_slice(response.body().as_ref()).unwrap()
+}
+
+#[tokio::test]
+async fn answered_call_returns_the_devices_result() {
+    let fake = Fake::new().answers(vec![
+        answer("PENDING"),
+        answer("PENDING"),
+        answer("SUCCEEDED"),
+    ]);
+
+    let response = handle(&fake, sample()).await;
+
+    assert_eq!(response.status(), 200);
+    let body = body_json(&response);
+    assert_eq!(body["status"], "SUCCEEDED");
+    assert_eq!(body["result"], json!({"on": true}));
+    assert_eq!(body["deviceId"], "dev-1");
+    assert_eq!(body["method"], "setLight");
+    assert!(body["elapsedMs"].is_u64());
+    let published = fake.published.lock().unwrap();
+    assert_eq!(published.len(), 1);
+    let request_id = body["requestId"].as_str().unwrap();
+    assert_eq!(
+        published[0].topic,
+        format!("tether/devices/dev-1/invoke/setLight/{request_id}")
+    );
+    assert_eq!(
+        published[0].response_topic,
+        format!("tether/replies/dev-1/{request_id}")
+    );
+    assert_eq!(published[0].correlation, request_id);
+    assert_eq!(published[0].payload, r#"{"on":true}"#);
+    assert_eq!(published[0].expiry_s, 1, "300 ms left rounds up to 1 s");
+}
+
+#[tokio::test]
+async fn device_failure_is_a_200_with_the_devices_status() {
+    let fake = Fake::new().answers(vec![Some(Answer {
+        status: "FAILED".into(),
+        result: None,
+        status_reason: Some(StatusReason::new("BULB_BROKEN", None)),
+    })]);
+
+    let response = handle(&fake, sample()).await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        body_json(&response)["statusReason"]["reasonCode"],
+        "BULB_BROKEN"
+    );
+}
+
+#[tokio::test]
+async fn silence_ends_in_a_504_at_the_deadline_with_the_location() {
+    let fake = Fake::new().answers(vec![answer("PENDING")]);
+    let started = Instant::now();
+
+    let response = handle(&fake, sample()).await;
+
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 504);
+    assert!(
+        waited >= Duration::from_millis(300),
+        "waited the whole timeout: {waited:?}"
+    );
+    let body = body_json(&response);
+    assert_eq!(body["code"], "DEVICE_TIMEOUT");
+    let id = body["requestId"].as_str().unwrap();
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        format!("/invocations/{id}").as_str()
+    );
+    assert_eq!(
+        *fake.concluded.lock().unwrap(),
+        vec![(
+            InvocationStatus::TimedOut,
+            NO_RESPONSE_FROM_DEVICE.to_owned()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_reply_that_beats_the_timeout_write_is_returned() {
+    let mut fake = Fake::new().answers(vec![answer("PENDING")]);
+    fake.conclude_applies = false;
+    fake.after_conclude = answer("SUCCEEDED");
+    let mut request = with_body(r#"{"method":"m","timeoutMs":100}"#);
+    request
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+
+    let response = handle(&fake, request).await;
+
+    assert_eq!(response.status(), 200, "{:?}", response.body());
+    assert_eq!(body_json(&response)["status"], "SUCCEEDED");
+}
+
+#[tokio::test]
+async fn offline_device_is_refused_before_anything_is_written() {
+    for connected in [None, Some(false)] {
+        let mut fake = Fake::new();
+        fake.connected = connected;
+
+        let response = handle(&fake, sample()).await;
+
+        assert_eq!(response.status(), 404);
+        assert_eq!(body_json(&response)["code"], "DEVICE_NOT_CONNECTED");
+        assert!(fake.begun.lock().unwrap().is_empty());
+        assert!(fake.published.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn hostile_input_is_refused_before_any_publish() {
+    let cases: Vec<(Request, u16, &str)> = vec![
+        (with_body(r#"{"method":"a/b"}"#), 400, "VALIDATION_ERROR"),
+        (with_body(r##"{"method":"#"}"##), 400, "VALIDATION_ERROR"),
+        (
+            with_body(r#"{"method":"m","extra":1}"#),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            with_body(r#"{"method":"m","timeoutMs":99}"#),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (with_body("{not json"), 400, "VALIDATION_ERROR"),
+        (
+            with_body(&format!(
+                r#"{{"method":"m","payload":"{}"}}"#,
+                "x".repeat(MAX_PAYLOAD_BYTES)
+            )),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+        (
+            {
+                let mut r = sample();
+                *r.uri_mut() = "/devices/dev+1/invoke".parse().unwrap();
+                r
+            },
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            {
+                let mut r = sample();
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+                r
+            },
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            {
+                let mut r = sample();
+                *r.method_mut() = Method::GET;
+                r
+            },
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let fake = Fake::new();
+        let path = request.uri().path().to_owned();
+
+        let response = handle(&fake, request).await;
+
+        assert_eq!(response.status(), status, "{path}: {:?}", response.body());
+        assert_eq!(body_json(&response)["code"], code);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert!(fake.published.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_publishes_nothing_and_waits_for_the_same_answer() {
+    let first = Fake::new().answers(vec![answer("SUCCEEDED")]);
+    let mut request = sample();
+    request
+        .headers_mut()
+        .insert("idempotency-key", "order-7".parse().unwrap());
+    handle(&first, request).await;
+    let (id, hash) = first.begun.lock().unwrap()[0].clone();
+
+    let retry = Fake::new().answers(vec![answer("SUCCEEDED")]);
+    *retry.begin.lock().unwrap() = Some(Begin::Existing {
+        request_hash: Some(hash.clone()),
+        device: Some("dev-1".into()),
+    });
+    let mut request = sample();
+    request
+        .headers_mut()
+        .insert("idempotency-key", "order-7".parse().unwrap());
+    let response = handle(&retry, request).await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(body_json(&response)["requestId"], id.as_str());
+    assert_eq!(
+        retry.begun.lock().unwrap()[0].0,
+        id,
+        "same key, same device: same request id"
+    );
+    assert!(
+        retry.published.lock().unwrap().is_empty(),
+        "no second publish"
+    );
+
+    let conflict = Fake::new();
+    *conflict.begin.lock().unwrap() = Some(Begin::Existing {
+        request_hash: Some("other".into()),
+        device: Some("dev-1".into()),
+    });
+    let mut request = sample();
+    request
+        .headers_mut()
+        .insert("idempotency-key", "order-7".parse().unwrap());
+    let response = handle(&conflict, request).await;
+    assert_eq!(response.status(), 409);
+    assert_eq!(body_json(&response)["code"], "CONFLICT");
+}
+
+#[tokio::test]
+async fn a_failed_publish_is_recorded_and_answered_503() {
+    let mut fake = Fake::new();
+    fake.publish_fails = true;
+
+    let response = handle(&fake, sample()).await;
+
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(
+        *fake.concluded.lock().unwrap(),
+        vec![(InvocationStatus::Failed, "PUBLISH_FAILED".to_owned())]
+    );
+}
