@@ -24,10 +24,11 @@ venv: $(VENV_STAMP) ## Create/refresh the Python venv with the pinned tools
 test: $(VENV_STAMP) ## Run every test (unit, property, integration on the local DynamoDB endpoint)
 	$(CARGO) test --workspace --locked
 
-lint: $(VENV_STAMP) ## rustfmt --check, clippy -D warnings, cfn-lint on template.yaml
+lint: $(VENV_STAMP) ## rustfmt --check, clippy -D warnings, cfn-lint and sam validate --lint on template.yaml
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/sam validate --lint --template template.yaml
 
 fmt: ## Format the Rust code
 	$(CARGO) fmt --all

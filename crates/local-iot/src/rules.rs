@@ -1,4 +1,5 @@
-//! The topic-rule engine: the `IoTRule` events of the functions in `template.yaml`, evaluated
+//! The topic-rule engine: the topic rules of `template.yaml` (`AWS::IoT::TopicRule` resources
+//! with Lambda actions, and `IoTRule` events of the functions), evaluated
 //! on the local broker's messages and delivered to the functions through the Lambda Invoke API
 //! (as `cargo lambda watch` serves it), asynchronously, with retries and a dead-letter log.
 //!
@@ -130,6 +131,10 @@ pub fn parse_sql(rule: &str, sql: &str) -> Result<(Vec<Select>, String), RuleErr
         };
         let parsed = if expr == "*" {
             Select::All
+        } else if lower.replace(' ', "") == "topic()" {
+            Select::FullTopic {
+                alias: need_alias(&expr)?,
+            }
         } else if let Some(n) = lower
             .strip_prefix("topic(")
             .and_then(|r| r.strip_suffix(')'))
@@ -224,7 +229,53 @@ fn substitute(text: &str, defaults: &HashMap<String, String>) -> String {
     out
 }
 
-/// Reads the `IoTRule` events of every `AWS::Serverless::Function` in a SAM template.
+/// A template string: plain, `!Sub "..."` or `Fn::Sub: "..."` (parameters take their defaults).
+fn template_string(
+    value: &serde_norway::Value,
+    defaults: &HashMap<String, String>,
+) -> Option<String> {
+    match value {
+        serde_norway::Value::String(text) => Some(text.clone()),
+        serde_norway::Value::Tagged(tagged) if tagged.tag == "Sub" => {
+            tagged.value.as_str().map(|t| substitute(t, defaults))
+        }
+        serde_norway::Value::Mapping(map) if map.len() == 1 => map
+            .get("Fn::Sub")
+            .and_then(|v| v.as_str())
+            .map(|t| substitute(t, defaults)),
+        _ => None,
+    }
+}
+
+/// The logical id named by `!GetAtt X.Arn` or `Fn::GetAtt: [X, Arn]`.
+fn get_att_arn(value: &serde_norway::Value) -> Option<String> {
+    match value {
+        serde_norway::Value::Tagged(tagged) if tagged.tag == "GetAtt" => match &tagged.value {
+            serde_norway::Value::String(text) => text.strip_suffix(".Arn").map(str::to_owned),
+            serde_norway::Value::Sequence(parts)
+                if parts.len() == 2 && parts[1].as_str() == Some("Arn") =>
+            {
+                parts[0].as_str().map(str::to_owned)
+            }
+            _ => None,
+        },
+        serde_norway::Value::Mapping(map) => match map.get("Fn::GetAtt") {
+            Some(serde_norway::Value::Sequence(parts))
+                if parts.len() == 2 && parts[1].as_str() == Some("Arn") =>
+            {
+                parts[0].as_str().map(str::to_owned)
+            }
+            Some(serde_norway::Value::String(text)) => text.strip_suffix(".Arn").map(str::to_owned),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Reads the topic rules of a SAM template: every `AWS::IoT::TopicRule` whose actions invoke a
+/// function of the template, and every `IoTRule` event of an `AWS::Serverless::Function`. A
+/// function is reached by its binary name (`Metadata.BuildProperties.Binary`, as
+/// `cargo lambda watch` serves it), else by its logical id.
 pub fn rules_from_template(template: &str) -> Result<Vec<Rule>, RuleError> {
     let doc: serde_norway::Value =
         serde_norway::from_str(template).map_err(|e| RuleError::Template(e.to_string()))?;
@@ -247,55 +298,104 @@ pub fn rules_from_template(template: &str) -> Result<Vec<Rule>, RuleError> {
     let Some(serde_norway::Value::Mapping(resources)) = doc.get("Resources") else {
         return Ok(rules);
     };
+    let binary_of = |logical_id: &str| -> Option<String> {
+        let resource = resources.get(logical_id)?;
+        if resource.get("Type").and_then(|t| t.as_str()) != Some("AWS::Serverless::Function") {
+            return None;
+        }
+        Some(
+            resource
+                .get("Metadata")
+                .and_then(|m| m.get("BuildProperties"))
+                .and_then(|b| b.get("Binary"))
+                .and_then(|b| b.as_str())
+                .unwrap_or(logical_id)
+                .to_owned(),
+        )
+    };
     for (logical_id, resource) in resources {
         let logical_id = logical_id.as_str().unwrap_or_default();
-        if resource.get("Type").and_then(|t| t.as_str()) != Some("AWS::Serverless::Function") {
-            continue;
-        }
-        let function = resource
-            .get("Metadata")
-            .and_then(|m| m.get("BuildProperties"))
-            .and_then(|b| b.get("Binary"))
-            .and_then(|b| b.as_str())
-            .unwrap_or(logical_id)
-            .to_owned();
-        let Some(serde_norway::Value::Mapping(events)) =
-            resource.get("Properties").and_then(|p| p.get("Events"))
-        else {
-            continue;
-        };
-        for (event_name, event) in events {
-            if event.get("Type").and_then(|t| t.as_str()) != Some("IoTRule") {
-                continue;
+        match resource.get("Type").and_then(|t| t.as_str()) {
+            Some("AWS::IoT::TopicRule") => {
+                let payload = resource
+                    .get("Properties")
+                    .and_then(|p| p.get("TopicRulePayload"));
+                if payload
+                    .and_then(|p| p.get("RuleDisabled"))
+                    .and_then(|d| d.as_bool())
+                    == Some(true)
+                {
+                    continue;
+                }
+                let sql = payload
+                    .and_then(|p| p.get("Sql"))
+                    .and_then(|s| template_string(s, &defaults))
+                    .ok_or_else(|| {
+                        sql_error(
+                            logical_id,
+                            "TopicRulePayload.Sql must be a string or !Sub string",
+                        )
+                    })?;
+                let (select, filter) = parse_sql(logical_id, &sql)?;
+                let actions = payload
+                    .and_then(|p| p.get("Actions"))
+                    .and_then(|a| a.as_sequence())
+                    .cloned()
+                    .unwrap_or_default();
+                for action in actions {
+                    let Some(target) = action
+                        .get("Lambda")
+                        .and_then(|l| l.get("FunctionArn"))
+                        .and_then(get_att_arn)
+                    else {
+                        tracing::warn!(rule = logical_id, "only Lambda actions on the template's functions are emulated; skipping an action");
+                        continue;
+                    };
+                    let function = binary_of(&target).ok_or_else(|| {
+                        sql_error(
+                            logical_id,
+                            format!(
+                                "action targets {target}, which is not a function of this template"
+                            ),
+                        )
+                    })?;
+                    rules.push(Rule {
+                        name: logical_id.to_owned(),
+                        function,
+                        filter: filter.clone(),
+                        select: select.clone(),
+                    });
+                }
             }
-            let name = format!("{logical_id}.{}", event_name.as_str().unwrap_or_default());
-            let sql = match event.get("Properties").and_then(|p| p.get("Sql")) {
-                Some(serde_norway::Value::String(sql)) => sql.clone(),
-                Some(serde_norway::Value::Tagged(tagged)) if tagged.tag == "Sub" => {
-                    match &tagged.value {
-                        serde_norway::Value::String(sql) => substitute(sql, &defaults),
-                        _ => {
-                            return Err(sql_error(
-                                &name,
-                                "only the string form of !Sub is supported",
-                            ))
-                        }
+            Some("AWS::Serverless::Function") => {
+                let function = binary_of(logical_id).unwrap_or_else(|| logical_id.to_owned());
+                let Some(serde_norway::Value::Mapping(events)) =
+                    resource.get("Properties").and_then(|p| p.get("Events"))
+                else {
+                    continue;
+                };
+                for (event_name, event) in events {
+                    if event.get("Type").and_then(|t| t.as_str()) != Some("IoTRule") {
+                        continue;
                     }
+                    let name = format!("{logical_id}.{}", event_name.as_str().unwrap_or_default());
+                    let sql = event
+                        .get("Properties")
+                        .and_then(|p| p.get("Sql"))
+                        .and_then(|s| template_string(s, &defaults))
+                        .ok_or_else(|| {
+                            sql_error(&name, "Properties.Sql must be a string or !Sub string")
+                        })?;
+                    let (select, filter) = parse_sql(&name, &sql)?;
+                    rules.push(Rule {
+                        name,
+                        function: function.clone(),
+                        filter,
+                        select,
+                    });
                 }
-                _ => {
-                    return Err(sql_error(
-                        &name,
-                        "Properties.Sql must be a string or !Sub string",
-                    ))
-                }
-            };
-            let (select, filter) = parse_sql(&name, &sql)?;
-            rules.push(Rule {
-                name,
-                function: function.clone(),
-                filter,
-                select,
-            });
+            }
+            _ => {}
         }
     }
     rules.sort_by(|a, b| a.name.cmp(&b.name));
@@ -498,21 +598,16 @@ mod tests {
 
     #[test]
     fn evaluation_selects_fields_and_topic_levels() {
-        let (select, _) = parse_sql(
-            "r",
-            "SELECT *, topic(3) AS deviceId, topic(4) AS requestId FROM 'tether/replies/+/+'",
-        )
-        .unwrap();
-        let out = evaluate(
-            &select,
-            "tether/replies/dev-1/r1",
-            br#"{"status":"SUCCEEDED"}"#,
-            7,
-        )
-        .unwrap();
+        let sql = "SELECT *, topic(3) AS deviceId, topic(4) AS requestId, topic() AS topic FROM 'tether/replies/+/+'";
+        let (select, _) = parse_sql("r", sql).unwrap();
+        let payload = br#"{"status":"SUCCEEDED","topic":"spoofed"}"#;
+
+        let out = evaluate(&select, "tether/replies/dev-1/r1", payload, 7).unwrap();
+
         assert_eq!(
             out,
-            json!({"status": "SUCCEEDED", "deviceId": "dev-1", "requestId": "r1"})
+            json!({"status": "SUCCEEDED", "deviceId": "dev-1", "requestId": "r1", "topic": "tether/replies/dev-1/r1"}),
+            "selected items win over payload fields of the same name"
         );
         assert!(evaluate(&select, "tether/replies/dev-1/r1", b"not json", 7).is_err());
     }
@@ -544,6 +639,11 @@ Resources:
 "#;
         let rules = rules_from_template(template).unwrap();
         assert_eq!(rules.len(), 1);
+        assert_eq!(
+            rules_from_template(&template.replace("Binary: ingest", "Binary: other")).unwrap()[0]
+                .function,
+            "other"
+        );
         assert_eq!(rules[0].name, "IngestFunction.Replies");
         assert_eq!(rules[0].function, "ingest");
         assert_eq!(rules[0].filter, "tether/replies/+/+");

@@ -210,3 +210,23 @@ async fn what_cannot_be_delivered_is_dead_lettered_visibly() {
     server.abort();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_projects_template_routes_replies_and_presence_to_ingest() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))
+        .unwrap();
+
+    let rules = rules_from_template(&text).unwrap();
+
+    let summary: Vec<(&str, &str, &str)> = rules
+        .iter()
+        .map(|r| (r.name.as_str(), r.function.as_str(), r.filter.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("PresenceRule", "ingest", "$aws/events/presence/+/+"),
+            ("RepliesRule", "ingest", "tether/replies/+/+")
+        ]
+    );
+}
