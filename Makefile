@@ -9,7 +9,7 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 CARGO ?= cargo
 
-.PHONY: help venv test lint fmt check requirements clean
+.PHONY: help venv run demo test lint fmt check requirements clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,7 +21,13 @@ $(VENV_STAMP): requirements.txt
 
 venv: $(VENV_STAMP) ## Create/refresh the Python venv with the pinned tools
 
-test: $(VENV_STAMP) ## Run every test (unit, property, integration on the local DynamoDB endpoint)
+run: $(VENV_STAMP) ## Start the whole local stack (API on :9000, MQTT on :1883) with devices; Ctrl-C stops it
+	$(CARGO) run --quiet -p tether-stack --bin tether-local -- --root .
+
+demo: $(VENV_STAMP) ## Start the stack on free ports, run the demo scenario once, stop; fails if a step fails
+	$(CARGO) run --quiet -p tether-stack --bin tether-local -- --root . --demo --api-port 0 --mqtt-port 0 --iot-port 0
+
+test: $(VENV_STAMP) ## Run every test: unit, property, integration and end to end on the local stack
 	$(CARGO) test --workspace --locked
 
 lint: $(VENV_STAMP) ## rustfmt --check, clippy -D warnings, cfn-lint and sam validate --lint on template.yaml

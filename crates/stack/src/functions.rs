@@ -1,0 +1,225 @@
+//! The Lambda functions, served by `cargo lambda watch` (from the venv) on the same paths as the
+//! deployed API (the router in the workspace `Cargo.toml`), and through the Lambda Invoke API
+//! that `local-iot`'s rules deliver to.
+//!
+//! `cargo lambda watch` runs each function with `cargo run --bin NAME`, which resolves features
+//! for that package alone; [`prebuild`] builds each binary the same way first, so the first
+//! request does not wait for a compile. The watcher runs in its own process group, and
+//! [`Functions::stop`] ends the whole group (the watcher and the function processes).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The function binaries.
+pub const FUNCTIONS: [&str; 3] = ["invoke", "ingest", "status"];
+
+/// Why the functions could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionsError {
+    #[error("{0} is missing: run `make venv` (cargo-lambda comes from the project's venv)")]
+    NoCargoLambda(PathBuf),
+    #[error("cannot run {what}")]
+    Spawn {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`cargo build --bin {0}` failed")]
+    Build(String),
+    #[error("the functions were not ready within {timeout:?}: {last}")]
+    NotReady { timeout: Duration, last: String },
+}
+
+/// Builds each function binary as `cargo lambda watch` will run it.
+pub fn prebuild(root: &Path) -> Result<(), FunctionsError> {
+    for bin in FUNCTIONS {
+        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(root)
+            .args(["build", "--quiet", "--bin", bin])
+            .status()
+            .map_err(|source| FunctionsError::Spawn {
+                what: format!("cargo build --bin {bin}"),
+                source,
+            })?;
+        if !status.success() {
+            return Err(FunctionsError::Build(bin.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// The running watcher.
+#[derive(Debug)]
+pub struct Functions {
+    child: Child,
+    api: String,
+}
+
+impl Functions {
+    /// Starts `cargo lambda watch` on `127.0.0.1:{port}` with `env` for the functions.
+    pub fn start(
+        root: &Path,
+        port: u16,
+        env: &[(String, String)],
+        reload: bool,
+        log: Stdio,
+    ) -> Result<Self, FunctionsError> {
+        let venv_bin = root.join(".venv/bin");
+        let program = venv_bin.join("cargo-lambda");
+        if !program.exists() {
+            return Err(FunctionsError::NoCargoLambda(program));
+        }
+        let path = match std::env::var_os("PATH") {
+            Some(path) => {
+                let mut parts = vec![venv_bin.clone()];
+                parts.extend(std::env::split_paths(&path));
+                std::env::join_paths(parts).unwrap_or(path)
+            }
+            None => venv_bin.clone().into_os_string(),
+        };
+        let mut command = Command::new(&program);
+        command.current_dir(root).env("PATH", path).args([
+            "lambda",
+            "watch",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+        ]);
+        if !reload {
+            command.arg("--ignore-changes");
+        }
+        for (key, value) in env {
+            command.arg("--env-var").arg(format!("{key}={value}"));
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .map_err(|source| FunctionsError::Spawn {
+                what: program.display().to_string(),
+                source,
+            })?;
+        Ok(Self {
+            child,
+            api: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// `http://127.0.0.1:{port}`: the API, on the deployed paths.
+    pub fn api(&self) -> &str {
+        &self.api
+    }
+
+    /// Polls until every function answers: `status` and `invoke` through the API (answers that
+    /// also prove DynamoDB is reachable), `ingest` through the Invoke API.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), FunctionsError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        let started = Instant::now();
+        let mut last = String::from("no answer yet");
+        let probes: [(&str, String, Option<Value>, &str); 3] = [
+            (
+                "GET",
+                format!("{}/invocations/ready-probe", self.api),
+                None,
+                "INVOCATION_NOT_FOUND",
+            ),
+            (
+                "POST",
+                format!("{}/devices/ready-probe/invoke", self.api),
+                Some(json!({"method": "ping"})),
+                "DEVICE_NOT_CONNECTED",
+            ),
+            (
+                "POST",
+                format!("{}/2015-03-31/functions/ingest/invocations", self.api),
+                Some(json!({"topic": "ready/probe"})),
+                "UnknownEvent",
+            ),
+        ];
+        let mut pending: Vec<_> = probes.iter().collect();
+        while !pending.is_empty() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(FunctionsError::NotReady {
+                    timeout,
+                    last: format!("cargo lambda watch exited with {status}"),
+                });
+            }
+            if started.elapsed() > timeout {
+                return Err(FunctionsError::NotReady { timeout, last });
+            }
+            let mut still = Vec::new();
+            for probe in pending {
+                let (method, url, body, expected) = probe;
+                let request = match *method {
+                    "GET" => http.get(url),
+                    _ => http.post(url).json(body),
+                };
+                match request.send().await {
+                    Ok(response) => {
+                        let text = response.text().await.unwrap_or_default();
+                        if !text.contains(expected) {
+                            last = format!(
+                                "{method} {url}: {}",
+                                text.chars().take(200).collect::<String>()
+                            );
+                            still.push(probe);
+                        }
+                    }
+                    Err(err) => {
+                        last = format!("{method} {url}: {err}");
+                        still.push(probe);
+                    }
+                }
+            }
+            pending = still;
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the watcher and every function process (its process group): TERM, then KILL.
+    pub fn stop(mut self) {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                // The group may still hold function processes for a moment.
+                self.signal("KILL");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    fn signal(&self, name: &str) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args([&format!("-{name}"), "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Functions {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal("KILL");
+            let _ = self.child.wait();
+        }
+    }
+}

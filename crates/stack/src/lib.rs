@@ -1,0 +1,296 @@
+//! The whole of Tether on one machine, as `make run` starts it and the end-to-end tests use it:
+//! the local DynamoDB endpoint, `local-iot` (broker, AWS IoT REST operations, topic rules), the
+//! functions under `cargo lambda watch` on the deployed API paths, and simulated devices.
+//!
+//! Layout:
+//! - [`dynamo`]: the local DynamoDB endpoint process and the table from `template.yaml`;
+//! - [`functions`]: `cargo lambda watch` and the functions' readiness;
+//! - [`demo`]: the guided scenario (`make demo` runs it and fails on the first wrong answer).
+
+pub mod demo;
+pub mod dynamo;
+pub mod functions;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use tether_device::{Behaviours, Fleet, FleetConfig};
+use tether_local_iot::rules::rules_from_template;
+use tether_local_iot::LocalIot;
+
+use crate::dynamo::LocalDynamo;
+use crate::functions::Functions;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// The repository root (template.yaml, scripts/, .venv/).
+    pub root: PathBuf,
+    /// API port (cargo lambda watch); 0 picks a free one.
+    pub api_port: u16,
+    /// MQTT and AWS IoT REST ports of local-iot (0: free ports).
+    pub mqtt_port: u16,
+    pub iot_port: u16,
+    /// Local DynamoDB port (0: a free one).
+    pub dynamo_port: u16,
+    pub table: String,
+    /// Simulated devices `{prefix}1..{prefix}{count}`, with their behaviour rules.
+    pub devices: usize,
+    pub device_prefix: String,
+    pub behaviours: Vec<String>,
+    /// Rebuild and restart functions when the code changes.
+    pub reload: bool,
+    /// Logs of the parts go here (functions.log, dynamodb.log, dead-letters.jsonl).
+    pub log_dir: PathBuf,
+    /// How long the first start may take (it compiles the functions).
+    pub ready_timeout: Duration,
+}
+
+impl StackConfig {
+    /// The defaults of `make run`, for a repository root.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        Self {
+            log_dir: root.join(".local"),
+            root,
+            api_port: 9000,
+            mqtt_port: 1883,
+            iot_port: 4566,
+            dynamo_port: 0,
+            table: "tether-local".into(),
+            devices: 3,
+            device_prefix: "dev-".into(),
+            behaviours: default_behaviours(),
+            reload: true,
+            ready_timeout: Duration::from_secs(900),
+        }
+    }
+}
+
+/// The simulated devices' default behaviours: every method answers at once (`echo`), and a
+/// few method names show the other outcomes.
+pub fn default_behaviours() -> Vec<String> {
+    [
+        "*=echo",
+        "slow=delay:1500",
+        "fail=fail:BULB_BROKEN:the bulb is broken",
+        "reject=reject:BUSY",
+        "silent=never",
+        "late=late:300",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Where everything listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub api: String,
+    pub mqtt: String,
+    pub iot: String,
+    pub dynamodb: String,
+    pub table: String,
+}
+
+impl Endpoints {
+    /// The lines of the env file a user can `source`.
+    pub fn env_file(&self) -> String {
+        format!(
+            "# Tether local stack (written by tether-local). `source` this file.\n\
+             export TETHER_API={api}\n\
+             export TETHER_MQTT={mqtt}\n\
+             export TETHER_TABLE={table}\n\
+             export AWS_ENDPOINT_URL_DYNAMODB={dynamodb}\n\
+             export AWS_ENDPOINT_URL_IOT={iot}\n\
+             export AWS_ENDPOINT_URL_IOT_DATA_PLANE={iot}\n\
+             export AWS_ENDPOINT_URL_IOT_JOBS_DATA_PLANE={iot}\n\
+             export AWS_REGION=us-east-1\n\
+             export AWS_ACCESS_KEY_ID=local\n\
+             export AWS_SECRET_ACCESS_KEY=local\n",
+            api = self.api,
+            mqtt = self.mqtt,
+            table = self.table,
+            dynamodb = self.dynamodb,
+            iot = self.iot,
+        )
+    }
+}
+
+/// The running stack. [`Stack::shutdown`] stops everything it started.
+pub struct Stack {
+    pub endpoints: Endpoints,
+    fleet: Option<Fleet>,
+    functions: Option<Functions>,
+    iot: Option<LocalIot>,
+    dynamo: Option<LocalDynamo>,
+}
+
+/// Polls `GET /devices/{id}` until every device shows as connected.
+async fn wait_connected(
+    api: &str,
+    ids: &[tether_domain::DeviceId],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let deadline = std::time::Instant::now() + timeout;
+    for id in ids {
+        loop {
+            let answer = http.get(format!("{api}/devices/{id}")).send().await;
+            let connected = match answer {
+                Ok(response) => response
+                    .json::<serde_json::Value>()
+                    .await
+                    .is_ok_and(|v| v["connected"] == true),
+                Err(_) => false,
+            };
+            if connected {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "{id} connected but its presence was not recorded within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
+    let file = File::create(dir.join(name))
+        .with_context(|| format!("creating {}", dir.join(name).display()))?;
+    Ok(Stdio::from(file))
+}
+
+impl Stack {
+    /// Starts every part and returns once each answers.
+    pub async fn start(config: StackConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.log_dir)
+            .with_context(|| format!("creating {}", config.log_dir.display()))?;
+        let root = config.root.as_path();
+
+        tracing::info!("starting the local DynamoDB endpoint");
+        let dynamo = LocalDynamo::start(
+            root,
+            config.dynamo_port,
+            log_file(&config.log_dir, "dynamodb.log")?,
+        )?;
+        dynamo.create_table(root, &config.table).await?;
+
+        // The rules must know the functions' port before cargo lambda watch starts.
+        let api_port = match config.api_port {
+            0 => std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .context("finding a free port")?
+                .port(),
+            port => port,
+        };
+        tracing::info!("starting local-iot");
+        let template =
+            std::fs::read_to_string(root.join("template.yaml")).context("reading template.yaml")?;
+        let api = format!("http://127.0.0.1:{api_port}");
+        let iot = LocalIot::start(tether_local_iot::Config {
+            mqtt_port: config.mqtt_port,
+            http_port: config.iot_port,
+            rules: rules_from_template(&template)?,
+            lambda_endpoint: api.clone(),
+            dead_letter_file: Some(config.log_dir.join("dead-letters.jsonl")),
+            ..tether_local_iot::Config::default()
+        })
+        .await?;
+
+        let endpoints = Endpoints {
+            api,
+            mqtt: format!("mqtt://{}", iot.mqtt_addr()),
+            iot: iot.endpoint_url(),
+            dynamodb: dynamo.endpoint().to_owned(),
+            table: config.table.clone(),
+        };
+
+        tracing::info!("building the functions (the first time takes a few minutes)");
+        let built = {
+            let root = config.root.clone();
+            tokio::task::spawn_blocking(move || functions::prebuild(&root)).await?
+        };
+        built?;
+        let env: Vec<(String, String)> = [
+            ("TABLE_NAME", endpoints.table.as_str()),
+            ("TOPIC_PREFIX", "tether"),
+            ("CONNECTIVITY_CHECK", "presence"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "local"),
+            ("AWS_SECRET_ACCESS_KEY", "local"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", endpoints.dynamodb.as_str()),
+            ("AWS_ENDPOINT_URL_IOT", endpoints.iot.as_str()),
+            ("AWS_ENDPOINT_URL_IOT_DATA_PLANE", endpoints.iot.as_str()),
+            (
+                "AWS_ENDPOINT_URL_IOT_JOBS_DATA_PLANE",
+                endpoints.iot.as_str(),
+            ),
+            ("RUST_LOG", "info"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        tracing::info!("starting cargo lambda watch");
+        let mut functions = Functions::start(
+            root,
+            api_port,
+            &env,
+            config.reload,
+            log_file(&config.log_dir, "functions.log")?,
+        )?;
+        functions.wait_ready(config.ready_timeout).await?;
+
+        let fleet = if config.devices > 0 {
+            tracing::info!(count = config.devices, "connecting simulated devices");
+            let mut behaviours = Behaviours::default();
+            behaviours.apply_rules(config.behaviours.iter().map(String::as_str))?;
+            let ids = tether_device::config::numbered(&config.device_prefix, config.devices)?;
+            let fleet = Fleet::start(
+                FleetConfig::local(iot.mqtt_addr(), ids.clone()).with_behaviours(behaviours),
+            )
+            .await?;
+            // Presence travels broker -> rule -> ingest -> DynamoDB; invoke refuses a device
+            // until it is recorded, so wait for that too.
+            wait_connected(&endpoints.api, &ids, Duration::from_secs(60)).await?;
+            Some(fleet)
+        } else {
+            None
+        };
+
+        std::fs::write(config.log_dir.join("stack.env"), endpoints.env_file())
+            .context("writing stack.env")?;
+        Ok(Self {
+            endpoints,
+            fleet,
+            functions: Some(functions),
+            iot: Some(iot),
+            dynamo: Some(dynamo),
+        })
+    }
+
+    /// The simulated devices, if any.
+    pub fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.as_ref()
+    }
+
+    /// Stops the devices, the functions, local-iot and the DynamoDB endpoint, in that order.
+    pub async fn shutdown(mut self) {
+        if let Some(fleet) = self.fleet.take() {
+            fleet.shutdown().await;
+        }
+        if let Some(functions) = self.functions.take() {
+            let _ = tokio::task::spawn_blocking(move || functions.stop()).await;
+        }
+        if let Some(iot) = self.iot.take() {
+            iot.shutdown().await;
+        }
+        self.dynamo.take();
+    }
+}
