@@ -9,7 +9,7 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 CARGO ?= cargo
 
-.PHONY: help venv run demo test lint fmt check requirements clean
+.PHONY: help venv run demo test bench lint fmt check requirements clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,6 +29,10 @@ demo: $(VENV_STAMP) ## Start the stack on free ports, run the demo scenario once
 
 test: $(VENV_STAMP) ## Run every test: unit, property, integration and end to end on the local stack
 	$(CARGO) test --workspace --locked
+
+bench: $(VENV_STAMP) ## Benchmarks on the local stack (release build): table on stdout, bench/results.json, BENCHMARKS.md
+	$(CARGO) build --release --locked -p tether-bench --bins
+	$(CARGO) run --release --locked --quiet -p tether-bench --bin tether-bench -- --root .
 
 lint: $(VENV_STAMP) ## rustfmt --check, clippy -D warnings, cfn-lint and sam validate --lint on template.yaml
 	$(CARGO) fmt --all -- --check

@@ -21,7 +21,7 @@ pub struct GatewayError {
 }
 
 impl GatewayError {
-    fn from_sdk<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
+    pub fn from_sdk<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {

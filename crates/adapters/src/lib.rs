@@ -5,10 +5,12 @@
 //! - [`aws`]: the shared AWS SDK configuration (endpoints from `AWS_ENDPOINT_URL_*`, retries,
 //!   timeouts) and clients;
 //! - [`iot`]: the IoT gateway (iot-data Publish, GetConnection) and its errors;
+//! - [`commands`]: AWS IoT Commands (control plane and StartCommandExecution) in the API's JSON;
 //! - [`http`]: the HTTP API plumbing: routing by method and path, JSON bodies, and the one place
 //!   where errors become problem+json responses.
 
 pub mod aws;
+pub mod commands;
 pub mod config;
 pub mod http;
 pub mod iot;

@@ -32,6 +32,16 @@ fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::Validation(detail.into())
 }
 
+/// For an optional request field: absent is `None`, but an explicit `null` is refused like any
+/// other value of the wrong type (the contract declares no nullable request field).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// `POST /devices/{deviceId}/invoke` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -39,7 +49,11 @@ pub struct InvokeRequest {
     pub method: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_ms: Option<u64>,
 }
 
@@ -103,7 +117,11 @@ pub struct InvokeResponse {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CommandPayload {
     pub content: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub content_type: Option<String>,
 }
 
@@ -111,19 +129,39 @@ pub struct CommandPayload {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateCommandRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub command_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub display_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub payload: Option<CommandPayload>,
     /// A JSON document with `${aws:iot:commandexecution::parameter:<name>}` placeholders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_template: Option<Value>,
     /// AWS CommandParameter objects, passed through as the AWS API shapes them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mandatory_parameters: Option<Vec<Value>>,
 }
 
@@ -131,11 +169,23 @@ pub struct CreateCommandRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateCommandRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub display_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deprecated: Option<bool>,
 }
 
@@ -170,14 +220,30 @@ pub fn check_text(field: &str, text: Option<&str>, max: usize) -> Result<(), Api
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartExecutionsRequest {
     pub targets: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<TargetKind>,
     /// Parameter values in the AWS union shape (`{"S": "..."}`, `{"B": true}`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parameters: Option<Map<String, Value>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_seconds: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub wait_ms: Option<u64>,
 }
 
@@ -443,6 +509,27 @@ mod tests {
             let err = invoke(json!({"method": bad})).unwrap_err();
             assert_eq!(err.code(), "VALIDATION_ERROR", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_explicit_null_is_refused_where_a_field_may_only_be_left_out() {
+        for body in [
+            json!({"commandId": null, "payload": {"content": {}}}),
+            json!({"payload": {"content": {}, "contentType": null}}),
+        ] {
+            assert!(serde_json::from_value::<CreateCommandRequest>(body).is_err());
+        }
+        assert!(
+            serde_json::from_value::<UpdateCommandRequest>(json!({"deprecated": null})).is_err()
+        );
+        assert!(serde_json::from_value::<StartExecutionsRequest>(
+            json!({"targets": ["a"], "waitMs": null})
+        )
+        .is_err());
+        assert!(invoke(json!({"method": "m", "timeoutMs": null})).is_err());
+        let absent: CreateCommandRequest =
+            serde_json::from_value(json!({"payload": {"content": {}}})).unwrap();
+        assert_eq!(absent.command_id, None);
     }
 
     #[test]

@@ -34,6 +34,13 @@ pub enum ApiError {
         request_id: String,
         timeout_ms: u64,
     },
+    /// `waitMs` passed before every started execution had a final status (504).
+    #[error("{open} of {total} executions had no final status after {wait_ms} ms")]
+    ExecutionsPending {
+        open: usize,
+        total: usize,
+        wait_ms: u64,
+    },
     /// A record or resource does not exist (404); `what` names it (`COMMAND`, `EXECUTION`, ...).
     #[error("{what} {id} not found")]
     NotFound { what: Resource, id: String },
@@ -117,7 +124,7 @@ impl ApiError {
             ApiError::Throttled { .. } => 429,
             ApiError::Internal => 500,
             ApiError::UpstreamUnavailable { .. } => 503,
-            ApiError::DeviceTimeout { .. } => 504,
+            ApiError::DeviceTimeout { .. } | ApiError::ExecutionsPending { .. } => 504,
         }
     }
 
@@ -132,6 +139,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             ApiError::DeviceNotConnected(_) => "DEVICE_NOT_CONNECTED",
             ApiError::DeviceTimeout { .. } => "DEVICE_TIMEOUT",
+            ApiError::ExecutionsPending { .. } => "EXECUTIONS_PENDING",
             ApiError::NotFound { what, .. } => what.code(),
             ApiError::CommandDeprecated(_) => "COMMAND_DEPRECATED",
             ApiError::Conflict(_) => "CONFLICT",

@@ -198,6 +198,22 @@ impl TargetKind {
     }
 }
 
+/// The target of an IoT ARN (`arn:aws:iot:{region}:{account}:thing/{name}` or `.../client/{id}`),
+/// when its id is a valid device id.
+pub fn target_from_arn(arn: &str) -> Option<(TargetKind, DeviceId)> {
+    let resource = arn
+        .splitn(6, ':')
+        .nth(5)
+        .filter(|_| arn.starts_with("arn:") && arn.split(':').nth(2) == Some("iot"))?;
+    let (kind, id) = resource.split_once('/')?;
+    let kind = match kind {
+        "thing" => TargetKind::Thing,
+        "client" => TargetKind::Client,
+        _ => return None,
+    };
+    Some((kind, DeviceId::parse(id).ok()?))
+}
+
 /// How a Commands request payload is labelled: it picks the request topic's last level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadFormat {
@@ -639,6 +655,21 @@ mod tests {
         assert!(filter_matches("$aws/events/#", "$aws/events/x"));
         assert!(filter_matches("a/#", "a"));
         assert!(!filter_matches("a/+", "a"));
+    }
+
+    #[test]
+    fn target_arns_name_a_thing_or_a_client() {
+        assert_eq!(
+            target_from_arn("arn:aws:iot:us-east-1:123:thing/car-1"),
+            Some((TargetKind::Thing, dev("car-1")))
+        );
+        assert_eq!(
+            target_from_arn("arn:aws:iot:eu-west-1:1:client/c_2"),
+            Some((TargetKind::Client, dev("c_2")))
+        );
+        assert_eq!(target_from_arn("arn:aws:iot:eu-west-1:1:command/x"), None);
+        assert_eq!(target_from_arn("arn:aws:s3:::thing/x"), None);
+        assert_eq!(target_from_arn("arn:aws:iot:r:1:thing/a/b"), None);
     }
 
     #[test]

@@ -212,7 +212,7 @@ async fn what_cannot_be_delivered_is_dead_lettered_visibly() {
 }
 
 #[test]
-fn the_projects_template_routes_replies_and_presence_to_ingest() {
+fn the_projects_template_routes_replies_presence_and_execution_events_to_ingest() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))
         .unwrap();
 
@@ -225,8 +225,13 @@ fn the_projects_template_routes_replies_and_presence_to_ingest() {
     assert_eq!(
         summary,
         [
+            (
+                "ExecutionEventsRule",
+                "ingest",
+                "$aws/events/commandExecution/+/#"
+            ),
             ("PresenceRule", "ingest", "$aws/events/presence/+/+"),
-            ("RepliesRule", "ingest", "tether/replies/+/+")
+            ("RepliesRule", "ingest", "tether/replies/+/+"),
         ]
     );
 }

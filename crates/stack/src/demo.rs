@@ -41,6 +41,15 @@ impl Demo {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Call> {
+        self.call_method(method, path, body).await
+    }
+
+    async fn call_method(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Call> {
         let url = format!("{}{path}", self.api);
         match &body {
             Some(body) => self.say(&format!(
@@ -50,6 +59,7 @@ impl Demo {
         }
         let request = match method {
             "GET" => self.http.get(&url),
+            "PATCH" => self.http.patch(&url).json(&body.unwrap_or(Value::Null)),
             _ => self.http.post(&url).json(&body.unwrap_or(Value::Null)),
         };
         let response = request
@@ -195,6 +205,101 @@ impl Demo {
         ensure!(
             hostile.status == 400 && hostile.body["code"] == "VALIDATION_ERROR",
             "400 VALIDATION_ERROR"
+        );
+
+        self.say(
+            "\n8. Create an AWS IoT command, then run it on three devices and wait for all of them",
+        );
+        let command_id = format!("demo-blink-{}", std::process::id());
+        let created = self
+            .call("POST", "/commands", Some(json!({"commandId": command_id, "displayName": "Blink", "payload": {"content": {"blink": 3}}})))
+            .await?;
+        ensure!(created.status == 201, "the command is created");
+        let started = self
+            .call(
+                "POST",
+                &format!("/commands/{command_id}/executions"),
+                Some(json!({"targets": ["dev-1", "dev-2", "dev-3"], "timeoutSeconds": 10, "waitMs": 8000})),
+            )
+            .await?;
+        ensure!(
+            started.status == 200,
+            "all three executions finish within waitMs"
+        );
+        let executions = started.body["executions"]
+            .as_array()
+            .context("executions")?;
+        ensure!(executions.len() == 3, "one execution per target");
+        ensure!(
+            executions.iter().all(|e| e["status"] == "SUCCEEDED"),
+            "every device answered SUCCEEDED"
+        );
+
+        self.say("\n9. History: one execution with its timeline, and the command's executions, newest first");
+        let first = executions[0]["executionId"]
+            .as_str()
+            .context("an execution id")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let one = self
+                .call("GET", &format!("/executions/{first}"), None)
+                .await?;
+            let timeline: Vec<&str> = one.body["timeline"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["status"].as_str())
+                .collect();
+            if one.body["result"].is_object() && timeline.last() == Some(&"SUCCEEDED") {
+                ensure!(
+                    timeline.first() == Some(&"CREATED"),
+                    "the history starts at CREATED: {timeline:?}"
+                );
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the execution's result was not recorded: {}", one.body);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let listed = self
+            .call(
+                "GET",
+                &format!("/commands/{command_id}/executions?status=SUCCEEDED&limit=2"),
+                None,
+            )
+            .await?;
+        ensure!(
+            listed.status == 200 && listed.body["items"].as_array().map(Vec::len) == Some(2),
+            "two per page"
+        );
+        ensure!(
+            listed.body["nextToken"].is_string(),
+            "and a token for the third"
+        );
+
+        self.say("\n10. Deprecate the command: it starts nothing more");
+        let deprecated = self
+            .call_method(
+                "PATCH",
+                &format!("/commands/{command_id}"),
+                Some(json!({"deprecated": true})),
+            )
+            .await?;
+        ensure!(
+            deprecated.status == 200 && deprecated.body["deprecated"] == true,
+            "deprecated"
+        );
+        let refused = self
+            .call(
+                "POST",
+                &format!("/commands/{command_id}/executions"),
+                Some(json!({"targets": ["dev-1"]})),
+            )
+            .await?;
+        ensure!(
+            refused.status == 409 && refused.body["code"] == "COMMAND_DEPRECATED",
+            "409 COMMAND_DEPRECATED"
         );
 
         self.say("\nDemo passed.");

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 /// The function binaries.
-pub const FUNCTIONS: [&str; 3] = ["invoke", "ingest", "status"];
+pub const FUNCTIONS: [&str; 4] = ["invoke", "ingest", "status", "commands"];
 
 /// Why the functions could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -34,17 +34,32 @@ pub enum FunctionsError {
     NotReady { timeout: Duration, last: String },
 }
 
+/// How `cargo lambda watch` builds and runs the functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    /// Watch the sources and rebuild and restart a function when they change.
+    pub reload: bool,
+    /// Build with the release profile (what deploys) instead of the dev profile.
+    pub release: bool,
+    /// Instances of each function that may run at once. Lambda gives every concurrent request
+    /// an instance of its own; with one, concurrent calls would queue behind each other.
+    pub concurrency: usize,
+}
+
 /// Builds each function binary as `cargo lambda watch` will run it.
-pub fn prebuild(root: &Path) -> Result<(), FunctionsError> {
+pub fn prebuild(root: &Path, release: bool) -> Result<(), FunctionsError> {
     for bin in FUNCTIONS {
-        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        command
             .current_dir(root)
-            .args(["build", "--quiet", "--bin", bin])
-            .status()
-            .map_err(|source| FunctionsError::Spawn {
-                what: format!("cargo build --bin {bin}"),
-                source,
-            })?;
+            .args(["build", "--quiet", "--bin", bin]);
+        if release {
+            command.arg("--release");
+        }
+        let status = command.status().map_err(|source| FunctionsError::Spawn {
+            what: format!("cargo build --bin {bin}"),
+            source,
+        })?;
         if !status.success() {
             return Err(FunctionsError::Build(bin.to_owned()));
         }
@@ -65,7 +80,7 @@ impl Functions {
         root: &Path,
         port: u16,
         env: &[(String, String)],
-        reload: bool,
+        serving: Serving,
         log: Stdio,
     ) -> Result<Self, FunctionsError> {
         let venv_bin = root.join(".venv/bin");
@@ -89,9 +104,14 @@ impl Functions {
             "127.0.0.1",
             "--invoke-port",
             &port.to_string(),
+            "--concurrency",
+            &serving.concurrency.max(1).to_string(),
         ]);
-        if !reload {
+        if !serving.reload {
             command.arg("--ignore-changes");
+        }
+        if serving.release {
+            command.arg("--release");
         }
         for (key, value) in env {
             command.arg("--env-var").arg(format!("{key}={value}"));
@@ -117,7 +137,7 @@ impl Functions {
         &self.api
     }
 
-    /// Polls until every function answers: `status` and `invoke` through the API (answers that
+    /// Polls until every function answers: `status`, `invoke` and `commands` through the API (answers that
     /// also prove DynamoDB is reachable), `ingest` through the Invoke API.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), FunctionsError> {
         let http = reqwest::Client::builder()
@@ -126,7 +146,13 @@ impl Functions {
             .unwrap_or_default();
         let started = Instant::now();
         let mut last = String::from("no answer yet");
-        let probes: [(&str, String, Option<Value>, &str); 3] = [
+        let probes: [(&str, String, Option<Value>, &str); 4] = [
+            (
+                "GET",
+                format!("{}/commands/ready-probe", self.api),
+                None,
+                "COMMAND_NOT_FOUND",
+            ),
             (
                 "GET",
                 format!("{}/invocations/ready-probe", self.api),

@@ -43,6 +43,10 @@ pub struct StackConfig {
     pub behaviours: Vec<String>,
     /// Rebuild and restart functions when the code changes.
     pub reload: bool,
+    /// Build and run the functions with the release profile (the benchmarks do).
+    pub release: bool,
+    /// Instances of each function that may serve requests at once.
+    pub concurrency: usize,
     /// Logs of the parts go here (functions.log, dynamodb.log, dead-letters.jsonl).
     pub log_dir: PathBuf,
     /// How long the first start may take (it compiles the functions).
@@ -65,6 +69,8 @@ impl StackConfig {
             device_prefix: "dev-".into(),
             behaviours: default_behaviours(),
             reload: true,
+            release: false,
+            concurrency: 8,
             ready_timeout: Duration::from_secs(900),
         }
     }
@@ -214,8 +220,8 @@ impl Stack {
 
         tracing::info!("building the functions (the first time takes a few minutes)");
         let built = {
-            let root = config.root.clone();
-            tokio::task::spawn_blocking(move || functions::prebuild(&root)).await?
+            let (root, release) = (config.root.clone(), config.release);
+            tokio::task::spawn_blocking(move || functions::prebuild(&root, release)).await?
         };
         built?;
         let env: Vec<(String, String)> = [
@@ -242,7 +248,11 @@ impl Stack {
             root,
             api_port,
             &env,
-            config.reload,
+            functions::Serving {
+                reload: config.reload,
+                release: config.release,
+                concurrency: config.concurrency,
+            },
             log_file(&config.log_dir, "functions.log")?,
         )?;
         functions.wait_ready(config.ready_timeout).await?;

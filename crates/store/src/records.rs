@@ -148,12 +148,17 @@ impl StatusChange {
         Precedence::new(self.phase, self.at_ms, self.fingerprint())
     }
 
+    /// The timeline entry's key. A record is created once, but its creation can be reported
+    /// twice with different clocks (the start call, then AWS IoT's CREATED event): creation
+    /// entries are keyed without their time, so the second report is a duplicate, and they
+    /// sort first.
     fn event_sk(&self) -> String {
-        format!(
-            "{EVENT_PREFIX}{:015}#{:016x}",
-            self.at_ms.max(0),
-            self.fingerprint()
-        )
+        let at = if self.phase == Phase::Created {
+            0
+        } else {
+            self.at_ms.max(0)
+        };
+        format!("{EVENT_PREFIX}{at:015}#{:016x}", self.fingerprint())
     }
 }
 

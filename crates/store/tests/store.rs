@@ -600,3 +600,38 @@ async fn a_device_cannot_answer_another_devices_invocation() {
         "SUCCEEDED"
     );
 }
+
+#[tokio::test]
+async fn creation_reported_twice_is_one_timeline_entry() {
+    let h = harness().await;
+    let id = ExecutionId::random();
+    let key = RecordKey::Execution(id.clone());
+    let meta = execution_meta("unlock", "car-1");
+
+    // The start call records CREATED; AWS IoT's CREATED event arrives with its own clock.
+    h.store
+        .apply(
+            &key,
+            &StatusChange::new(ExecutionStatus::Created, Source::Cloud, 1_000),
+            Some(&meta),
+        )
+        .await
+        .unwrap();
+    let again = h
+        .store
+        .apply(
+            &key,
+            &StatusChange::new(ExecutionStatus::Created, Source::Cloud, 990),
+            Some(&meta),
+        )
+        .await
+        .unwrap();
+
+    assert!(!again.new_event);
+    let record = h.store.execution(&id).await.unwrap().unwrap();
+    assert_eq!(record.timeline.unwrap().len(), 1);
+    assert_eq!(
+        record.created_at, "1970-01-01T00:00:00.990Z",
+        "the earliest report dates the creation"
+    );
+}

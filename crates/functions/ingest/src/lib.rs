@@ -3,7 +3,10 @@
 //! Every rule selects `topic() AS topic`, which tells the kinds apart:
 //! - `{prefix}/replies/{deviceId}/{requestId}`: a direct-invocation reply (the payload's fields,
 //!   plus `receivedAt` from the rule's `timestamp()`);
-//! - `$aws/events/presence/{connected|disconnected}/{clientId}`: a presence event.
+//! - `$aws/events/presence/{connected|disconnected}/{clientId}`: a presence event;
+//! - `$aws/events/commandExecution/{commandId}/{status}`: an AWS IoT Commands execution event;
+//!   on a final status the result is fetched with GetCommandExecution(includeResult), since
+//!   the event does not carry it.
 //!
 //! Writes are idempotent and order-safe (see `tether_store::records`). A store failure is
 //! returned as an error, so Lambda retries the event and, after its retries, the dead-letter
@@ -14,11 +17,20 @@
 use std::future::Future;
 
 use serde_json::{json, Value};
+use tether_adapters::commands::CommandsGateway;
+use tether_adapters::iot::GatewayError;
 use tether_domain::clock::now_ms;
 use tether_domain::reply::DeviceReply;
-use tether_domain::topics::{InvokeTopics, Presence, PresenceTopic, ReplyTopic};
-use tether_domain::{DeviceId, InvocationStatus, Phase, RequestId, Source, StatusReason};
-use tether_store::{Outcome, PresenceEvent, RecordKey, StatusChange, Store, StoreError};
+use tether_domain::topics::{
+    target_from_arn, ExecutionEventTopic, InvokeTopics, Presence, PresenceTopic, ReplyTopic,
+};
+use tether_domain::{
+    DeviceId, ExecutionId, ExecutionStatus, InvocationStatus, Phase, RequestId, Source,
+    StatusReason,
+};
+use tether_store::{
+    Outcome, PresenceEvent, RecordKey, RecordMeta, StatusChange, Store, StoreError,
+};
 
 /// Why an event could not be ingested. Returned to Lambda, which retries it.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +41,8 @@ pub enum IngestError {
     UnknownTopic(String),
     #[error("writing to DynamoDB failed")]
     Store(#[from] StoreError),
+    #[error("reading the execution result from AWS IoT failed")]
+    Iot(#[from] GatewayError),
 }
 
 impl From<IngestError> for lambda_runtime::Diagnostic {
@@ -38,6 +52,8 @@ impl From<IngestError> for lambda_runtime::Diagnostic {
             IngestError::NoTopic | IngestError::UnknownTopic(_) => "UnknownEvent",
             IngestError::Store(e) if e.is_transient() => "StoreUnavailable",
             IngestError::Store(_) => "StoreError",
+            IngestError::Iot(e) if e.transient => "IotUnavailable",
+            IngestError::Iot(_) => "IotError",
         };
         let mut message = err.to_string();
         let mut cause = std::error::Error::source(&err);
@@ -71,12 +87,30 @@ pub trait Ports: Sync {
         &self,
         event: &PresenceEvent,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn apply_execution(
+        &self,
+        id: &ExecutionId,
+        change: &StatusChange,
+        meta: &RecordMeta,
+    ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+    /// The execution's result from AWS IoT (GetCommandExecution with includeResult).
+    fn fetch_result(
+        &self,
+        id: &ExecutionId,
+        target_arn: &str,
+    ) -> impl Future<Output = Result<Option<Value>, GatewayError>> + Send;
+    fn store_result(
+        &self,
+        id: &ExecutionId,
+        result: &Value,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn topics(&self) -> &InvokeTopics;
 }
 
 /// The real ports.
 pub struct Deps {
     pub store: Store,
+    pub commands: CommandsGateway,
     pub topics: InvokeTopics,
 }
 
@@ -102,6 +136,29 @@ impl Ports for Deps {
         self.store.record_presence(event).await
     }
 
+    async fn apply_execution(
+        &self,
+        id: &ExecutionId,
+        change: &StatusChange,
+        meta: &RecordMeta,
+    ) -> Result<Outcome, StoreError> {
+        self.store
+            .apply(&RecordKey::Execution(id.clone()), change, Some(meta))
+            .await
+    }
+
+    async fn fetch_result(
+        &self,
+        id: &ExecutionId,
+        target_arn: &str,
+    ) -> Result<Option<Value>, GatewayError> {
+        self.commands.result(id.as_str(), target_arn).await
+    }
+
+    async fn store_result(&self, id: &ExecutionId, result: &Value) -> Result<bool, StoreError> {
+        self.store.set_execution_result(id, result).await
+    }
+
     fn topics(&self) -> &InvokeTopics {
         &self.topics
     }
@@ -121,6 +178,9 @@ pub async fn handle(ports: &impl Ports, event: Value) -> Result<Value, IngestErr
     }
     if let Ok(presence) = PresenceTopic::parse(&topic) {
         return ingest_presence(ports, &presence, &event).await;
+    }
+    if let Ok(execution) = ExecutionEventTopic::parse(&topic) {
+        return ingest_execution(ports, &execution, &event).await;
     }
     Err(IngestError::UnknownTopic(topic))
 }
@@ -167,7 +227,7 @@ async fn ingest_reply(
             tracing::warn!(request_id = %topic.request_id, device = %topic.device, error = %problem, "malformed reply kept in the timeline");
             let change = StatusChange {
                 status: "INVALID_REPLY",
-                phase: Phase::Created,
+                phase: Phase::InProgress, // timeline only: never compared
                 source: Source::Device,
                 at_ms: at,
                 reason: Some(StatusReason::new(
@@ -208,6 +268,62 @@ async fn ingest_presence(
     let newest = ports.record_presence(&presence).await?;
     tracing::info!(device = %topic.client, presence = ?topic.presence, newest, "presence");
     Ok(json!({ "kind": "presence", "deviceId": topic.client, "newest": newest }))
+}
+
+async fn ingest_execution(
+    ports: &impl Ports,
+    topic: &ExecutionEventTopic,
+    event: &Value,
+) -> Result<Value, IngestError> {
+    let text = |name: &str| event.get(name).and_then(Value::as_str);
+    let (Some(id), Some(target_arn)) = (
+        text("executionId").and_then(|id| ExecutionId::parse(id).ok()),
+        text("targetArn"),
+    ) else {
+        tracing::warn!(topic = %topic, "execution event without a valid executionId or targetArn; ignored");
+        return Ok(
+            json!({ "kind": "execution", "ignored": "executionId or targetArn missing or invalid" }),
+        );
+    };
+    let Some((target_kind, target)) = target_from_arn(target_arn) else {
+        tracing::warn!(execution = %id, target_arn, "execution event for a target Tether cannot name; ignored");
+        return Ok(
+            json!({ "kind": "execution", "executionId": id, "ignored": "unsupported targetArn" }),
+        );
+    };
+    let status = text("status")
+        .and_then(ExecutionStatus::parse)
+        .unwrap_or(topic.status);
+    let reason: Option<StatusReason> = event
+        .get("statusReason")
+        .and_then(|r| serde_json::from_value(r.clone()).ok());
+    let source = match status {
+        ExecutionStatus::Created => Source::Cloud,
+        ExecutionStatus::TimedOut => Source::of_timeout(reason.as_ref()),
+        _ => Source::Device,
+    };
+    let at = event
+        .get("timestamp")
+        .and_then(Value::as_i64)
+        .unwrap_or_else(now_ms);
+    let change = StatusChange::new(status, source, at).with_reason(reason);
+    let meta = RecordMeta::Execution {
+        command: topic.command.clone(),
+        target,
+        target_kind,
+        parameters: None,
+    };
+    let outcome = ports.apply_execution(&id, &change, &meta).await?;
+    let mut result_stored = false;
+    if change.phase == Phase::Terminal {
+        if let Some(result) = ports.fetch_result(&id, target_arn).await? {
+            result_stored = ports.store_result(&id, &result).await?;
+        }
+    }
+    tracing::info!(execution = %id, status = change.status, applied = outcome.applied, result_stored, "execution event");
+    Ok(
+        json!({ "kind": "execution", "executionId": id, "applied": outcome.applied, "resultStored": result_stored }),
+    )
 }
 
 #[cfg(test)]

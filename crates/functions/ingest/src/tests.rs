@@ -7,6 +7,8 @@ use super::*;
 const REPLY: &str = include_str!("../../../../events/ingest-reply.json");
 const CONNECTED: &str = include_str!("../../../../events/ingest-presence-connected.json");
 const DISCONNECTED: &str = include_str!("../../../../events/ingest-presence-disconnected.json");
+const SUCCEEDED: &str = include_str!("../../../../events/ingest-execution-succeeded.json");
+const TIMED_OUT: &str = include_str!("../../../../events/ingest-execution-timed-out.json");
 
 #[derive(Default)]
 struct Fake {
@@ -14,6 +16,8 @@ struct Fake {
     replies: Mutex<Vec<(RequestId, DeviceId, StatusChange)>>,
     events: Mutex<Vec<(RecordKey, StatusChange)>>,
     presence: Mutex<Vec<PresenceEvent>>,
+    executions: Mutex<Vec<(ExecutionId, StatusChange, RecordMeta)>>,
+    results: Mutex<Vec<(ExecutionId, Value)>>,
     fail: bool,
 }
 
@@ -58,6 +62,39 @@ impl Ports for Fake {
             return Err(unavailable());
         }
         self.presence.lock().unwrap().push(event.clone());
+        Ok(true)
+    }
+
+    async fn apply_execution(
+        &self,
+        id: &ExecutionId,
+        change: &StatusChange,
+        meta: &RecordMeta,
+    ) -> Result<Outcome, StoreError> {
+        self.executions
+            .lock()
+            .unwrap()
+            .push((id.clone(), change.clone(), meta.clone()));
+        Ok(Outcome {
+            new_event: true,
+            applied: true,
+        })
+    }
+
+    async fn fetch_result(
+        &self,
+        _: &ExecutionId,
+        target_arn: &str,
+    ) -> Result<Option<Value>, GatewayError> {
+        assert_eq!(target_arn, "arn:aws:iot:us-east-1:123456789012:thing/car-1");
+        Ok(Some(json!({"unlocked": {"B": true}})))
+    }
+
+    async fn store_result(&self, id: &ExecutionId, result: &Value) -> Result<bool, StoreError> {
+        self.results
+            .lock()
+            .unwrap()
+            .push((id.clone(), result.clone()));
         Ok(true)
     }
 
@@ -164,4 +201,56 @@ async fn unknown_and_topicless_events_are_errors_not_silence() {
         handle(&fake, json!({"topic": "tether/replies/dev 1/r"})).await,
         Err(IngestError::UnknownTopic(_))
     ));
+}
+
+#[tokio::test]
+async fn a_final_execution_event_records_the_status_and_fetches_the_result() {
+    let fake = Fake::default();
+
+    let summary = handle(&fake, event(SUCCEEDED)).await.unwrap();
+
+    assert_eq!(summary["resultStored"], true);
+    let executions = fake.executions.lock().unwrap();
+    let (id, change, meta) = &executions[0];
+    assert_eq!(id.as_str(), "2bd65c51-4cfd-49e4-9310-d5cbfdbc8554");
+    assert_eq!(
+        (change.status, change.source, change.at_ms),
+        ("SUCCEEDED", Source::Device, 1_717_708_862_107)
+    );
+    assert_eq!(change.reason.as_ref().unwrap().reason_code, "DONE");
+    match meta {
+        RecordMeta::Execution {
+            command, target, ..
+        } => assert_eq!((command.as_str(), target.as_str()), ("unlock", "car-1")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        fake.results.lock().unwrap()[0].1,
+        json!({"unlocked": {"B": true}})
+    );
+}
+
+#[tokio::test]
+async fn a_cloud_timeout_is_recorded_as_the_clouds_and_fetches_nothing() {
+    let fake = Fake::default();
+
+    let summary = handle(&fake, event(TIMED_OUT)).await.unwrap();
+
+    assert_eq!(summary["resultStored"], false);
+    let executions = fake.executions.lock().unwrap();
+    assert_eq!(executions[0].1.source, Source::Cloud);
+    assert_eq!(executions[0].1.phase, Phase::CloudTimedOut);
+    assert!(fake.results.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn execution_events_for_targets_tether_cannot_name_are_acknowledged_and_ignored() {
+    let fake = Fake::default();
+    let mut odd = event(SUCCEEDED);
+    odd["targetArn"] = json!("arn:aws:iot:us-east-1:1:thing/has space");
+
+    let summary = handle(&fake, odd).await.unwrap();
+
+    assert!(summary["ignored"].is_string());
+    assert!(fake.executions.lock().unwrap().is_empty());
 }

@@ -1,0 +1,12 @@
+//! The smallest useful Lambda function: answers its event unchanged. The cold-start benchmark
+//! compares each Tether function with it (same profile, same run).
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    run(service_fn(|event: LambdaEvent<serde_json::Value>| async {
+        Ok::<_, Error>(event.payload)
+    }))
+    .await
+}

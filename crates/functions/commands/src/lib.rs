@@ -1,0 +1,445 @@
+//! `/commands`: reusable AWS IoT Commands and their executions on many devices.
+//!
+//! - `POST /commands`, `GET /commands`, `GET|PATCH|DELETE /commands/{commandId}`: the command
+//!   resource (CreateCommand, ListCommands, GetCommand, UpdateCommand, DeleteCommand).
+//! - `POST /commands/{commandId}/executions`: StartCommandExecution for each target (at most
+//!   [`PARALLEL_STARTS`] at once), each recorded at once as CREATED so status queries see it
+//!   before the first event; per-target results. With `Idempotency-Key`, every target gets a
+//!   client token derived from the key, so a retried request starts nothing twice. With
+//!   `waitMs`, the call waits until every execution has a final answer (SUCCEEDED, FAILED,
+//!   REJECTED, TIMED_OUT) and answers 200, or 504 at the deadline with what is still open.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use tether_adapters::commands::CommandsGateway;
+use tether_adapters::http::{
+    header_text, internal, json, json_body, problem, query_pairs, route, HttpResponse,
+};
+use tether_domain::api::{
+    CreateCommandRequest, ExecutionRecord, Page, StartExecutionsRequest, StartExecutionsResponse,
+    StartedExecution, UpdateCommandRequest, DEFAULT_LIST_LIMIT, LIST_LIMIT,
+};
+use tether_domain::clock::now_ms;
+use tether_domain::error::Resource;
+use tether_domain::{ApiError, CommandId, DeviceId, ExecutionId, ExecutionStatus, Source};
+use tether_store::{RecordKey, RecordMeta, StatusChange, Store};
+
+/// StartCommandExecution calls in flight at once for one request.
+pub const PARALLEL_STARTS: usize = 10;
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the handler needs from the world.
+pub trait Ports: Sync {
+    fn create(
+        &self,
+        id: &str,
+        request: &CreateCommandRequest,
+    ) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    fn get(&self, id: &str) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    fn list(
+        &self,
+        limit: u32,
+        token: Option<String>,
+    ) -> impl Future<Output = Result<Page<Value>, ApiError>> + Send;
+    fn update(
+        &self,
+        id: &str,
+        request: &UpdateCommandRequest,
+    ) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    fn delete(&self, id: &str) -> impl Future<Output = Result<u16, ApiError>> + Send;
+    fn start(
+        &self,
+        command_arn: &str,
+        target_arn: &str,
+        parameters: Option<&Map<String, Value>>,
+        timeout_s: Option<u64>,
+        client_token: Option<String>,
+    ) -> impl Future<Output = Result<String, ApiError>> + Send;
+    fn record_created(
+        &self,
+        execution: &ExecutionId,
+        meta: &RecordMeta,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn execution(
+        &self,
+        id: &ExecutionId,
+    ) -> impl Future<Output = Result<Option<ExecutionRecord>, ApiError>> + Send;
+}
+
+/// The real ports.
+pub struct Deps {
+    pub store: Store,
+    pub gateway: CommandsGateway,
+}
+
+fn store_error(err: tether_store::StoreError) -> ApiError {
+    match err.to_api() {
+        ApiError::Internal => internal(&err),
+        other => other,
+    }
+}
+
+impl Ports for Deps {
+    async fn create(&self, id: &str, request: &CreateCommandRequest) -> Result<Value, ApiError> {
+        self.gateway.create(id, request).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Value, ApiError> {
+        self.gateway.get(id).await
+    }
+
+    async fn list(&self, limit: u32, token: Option<String>) -> Result<Page<Value>, ApiError> {
+        self.gateway.list(limit, token).await
+    }
+
+    async fn update(&self, id: &str, request: &UpdateCommandRequest) -> Result<Value, ApiError> {
+        self.gateway.update(id, request).await
+    }
+
+    async fn delete(&self, id: &str) -> Result<u16, ApiError> {
+        self.gateway.delete(id).await
+    }
+
+    async fn start(
+        &self,
+        command_arn: &str,
+        target_arn: &str,
+        parameters: Option<&Map<String, Value>>,
+        timeout_s: Option<u64>,
+        client_token: Option<String>,
+    ) -> Result<String, ApiError> {
+        self.gateway
+            .start(command_arn, target_arn, parameters, timeout_s, client_token)
+            .await
+    }
+
+    async fn record_created(
+        &self,
+        execution: &ExecutionId,
+        meta: &RecordMeta,
+        at_ms: i64,
+    ) -> Result<(), ApiError> {
+        let change = StatusChange::new(ExecutionStatus::Created, Source::Cloud, at_ms);
+        self.store
+            .apply(
+                &RecordKey::Execution(execution.clone()),
+                &change,
+                Some(meta),
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn execution(&self, id: &ExecutionId) -> Result<Option<ExecutionRecord>, ApiError> {
+        self.store.execution(id).await.map_err(store_error)
+    }
+}
+
+const ROUTES: [(Method, &str); 6] = [
+    (Method::POST, "/commands"),
+    (Method::GET, "/commands"),
+    (Method::GET, "/commands/{commandId}"),
+    (Method::PATCH, "/commands/{commandId}"),
+    (Method::DELETE, "/commands/{commandId}"),
+    (Method::POST, "/commands/{commandId}/executions"),
+];
+
+/// The Lambda handler.
+#[tracing::instrument(skip_all, fields(method = %request.method(), path = %request.uri().path()))]
+pub async fn handle(ports: &impl Ports, request: Request) -> HttpResponse {
+    match dispatch(ports, &request).await {
+        Ok(response) => response,
+        Err(err) => problem(&err),
+    }
+}
+
+async fn dispatch(ports: &impl Ports, request: &Request) -> Result<HttpResponse, ApiError> {
+    let (index, captures) = route(&ROUTES, request.method(), request.uri().path())?;
+    let pairs = query_pairs(request);
+    if index != 1 && !pairs.is_empty() {
+        return Err(ApiError::Validation(
+            "this route takes no query parameters".into(),
+        ));
+    }
+    match index {
+        0 => create(ports, request).await,
+        1 => list(ports, &pairs).await,
+        _ => {
+            let id = CommandId::parse(captures[0])?;
+            match index {
+                2 => Ok(json(StatusCode::OK, &ports.get(id.as_str()).await?)),
+                3 => {
+                    let body: UpdateCommandRequest = json_body(request, MAX_BODY_BYTES)?;
+                    body.validate()?;
+                    Ok(json(
+                        StatusCode::OK,
+                        &ports.update(id.as_str(), &body).await?,
+                    ))
+                }
+                4 => match ports.delete(id.as_str()).await? {
+                    204 => Ok(empty(StatusCode::NO_CONTENT)),
+                    _ => Ok(json(
+                        StatusCode::ACCEPTED,
+                        &json!({ "commandId": id, "status": "PENDING_DELETION" }),
+                    )),
+                },
+                _ => start(ports, request, &id, Instant::now()).await,
+            }
+        }
+    }
+}
+
+fn empty(status: StatusCode) -> HttpResponse {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = status;
+    response
+}
+
+async fn create(ports: &impl Ports, request: &Request) -> Result<HttpResponse, ApiError> {
+    let body: CreateCommandRequest = json_body(request, MAX_BODY_BYTES)?;
+    let id = match &body.command_id {
+        Some(id) => CommandId::parse(id.as_str())?,
+        None => CommandId::parse(ExecutionId::random().into_string())?,
+    };
+    let created = ports.create(id.as_str(), &body).await?;
+    let mut response = json(StatusCode::CREATED, &created);
+    if let Ok(location) = HeaderValue::from_str(&format!("/commands/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn list(ports: &impl Ports, pairs: &[(String, String)]) -> Result<HttpResponse, ApiError> {
+    let mut limit = DEFAULT_LIST_LIMIT;
+    let mut token = None;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| LIST_LIMIT.contains(l))
+                    .ok_or_else(|| {
+                        ApiError::Validation(format!(
+                            "limit must be between {} and {}",
+                            LIST_LIMIT.start(),
+                            LIST_LIMIT.end()
+                        ))
+                    })?
+            }
+            "nextToken" => token = Some(value.clone()),
+            other => {
+                return Err(ApiError::Validation(format!(
+                    "unknown query parameter {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(json(StatusCode::OK, &ports.list(limit, token).await?))
+}
+
+/// A client token for one target of a keyed request: the same key, command and target always
+/// give the same token (64 printable characters at most).
+fn client_token(key: &str, command: &CommandId, target: &DeviceId) -> String {
+    let mut hasher = Sha256::new();
+    for part in [key, command.as_str(), target.as_str()] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(24)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn idempotency_key(request: &Request) -> Result<Option<&str>, ApiError> {
+    match request.headers().get("idempotency-key") {
+        None => Ok(None),
+        Some(_) => match header_text(request, "idempotency-key") {
+            Some(key)
+                if (1..=128).contains(&key.len())
+                    && key.bytes().all(|b| (0x21..=0x7e).contains(&b)) =>
+            {
+                Ok(Some(key))
+            }
+            _ => Err(ApiError::Validation(
+                "Idempotency-Key must be 1-128 printable ASCII characters".into(),
+            )),
+        },
+    }
+}
+
+/// Whether an execution has its final answer for a waiting caller: the device's final report,
+/// or the cloud-side timeout.
+fn settled(record: &ExecutionRecord) -> bool {
+    !matches!(record.status.as_str(), "CREATED" | "IN_PROGRESS")
+}
+
+async fn start(
+    ports: &impl Ports,
+    request: &Request,
+    command: &CommandId,
+    started: Instant,
+) -> Result<HttpResponse, ApiError> {
+    let body = json_body::<StartExecutionsRequest>(request, MAX_BODY_BYTES)?.validate()?;
+    let key = idempotency_key(request)?;
+    let resource = ports.get(command.as_str()).await?;
+    if resource["pendingDeletion"] == true {
+        return Err(ApiError::NotFound {
+            what: Resource::Command,
+            id: command.to_string(),
+        });
+    }
+    if resource["deprecated"] == true {
+        return Err(ApiError::CommandDeprecated(command.to_string()));
+    }
+    let command_arn = resource["commandArn"]
+        .as_str()
+        .ok_or(ApiError::Internal)?
+        .to_owned();
+    let arn_prefix = command_arn
+        .split_once(":command/")
+        .map(|(prefix, _)| prefix.to_owned())
+        .ok_or(ApiError::Internal)?;
+    let parameters = body.parameters.clone().map(Value::Object);
+    tracing::info!(command = %command, targets = body.targets.len(), wait_ms = ?body.wait_ms, "start executions");
+
+    let outcomes: Vec<StartedExecution> = stream::iter(body.targets.clone())
+        .map(|target: DeviceId| {
+            let target_arn = format!("{arn_prefix}:{}/{target}", body.target_type.arn_type());
+            let token = key.map(|k| client_token(k, command, &target));
+            let meta = RecordMeta::Execution {
+                command: command.clone(),
+                target: target.clone(),
+                target_kind: body.target_type,
+                parameters: parameters.clone(),
+            };
+            let (command_arn, parameters) = (&command_arn, body.parameters.as_ref());
+            async move {
+                let started = ports.start(command_arn, &target_arn, parameters, body.timeout_seconds, token).await;
+                match started.and_then(|id| ExecutionId::parse(id).map_err(ApiError::from)) {
+                    Ok(id) => {
+                        let retried = key.is_some() && matches!(ports.execution(&id).await, Ok(Some(_)));
+                        if !retried {
+                            if let Err(err) = ports.record_created(&id, &meta, now_ms()).await {
+                                // The execution runs; its events will create the record.
+                                tracing::warn!(execution = %id, error = %err, "could not record CREATED");
+                            }
+                        }
+                        executed(&target, &id)
+                    }
+                    Err(err) => StartedExecution {
+                        target: target.to_string(),
+                        execution_id: None,
+                        status: None,
+                        status_reason: None,
+                        result: None,
+                        error: Some(err.to_problem()),
+                    },
+                }
+            }
+        })
+        .buffered(PARALLEL_STARTS)
+        .collect()
+        .await;
+
+    let Some(wait_ms) = body.wait_ms else {
+        return Ok(json(
+            StatusCode::ACCEPTED,
+            &StartExecutionsResponse {
+                executions: outcomes,
+            },
+        ));
+    };
+    wait(
+        ports,
+        outcomes,
+        started + Duration::from_millis(wait_ms),
+        wait_ms,
+    )
+    .await
+}
+
+fn executed(target: &DeviceId, id: &ExecutionId) -> StartedExecution {
+    StartedExecution {
+        target: target.to_string(),
+        execution_id: Some(id.to_string()),
+        status: Some("CREATED".into()),
+        status_reason: None,
+        result: None,
+        error: None,
+    }
+}
+
+/// Polls the records until every started execution is settled or the deadline passes.
+async fn wait(
+    ports: &impl Ports,
+    mut outcomes: Vec<StartedExecution>,
+    deadline: Instant,
+    wait_ms: u64,
+) -> Result<HttpResponse, ApiError> {
+    let mut interval = Duration::from_millis(20);
+    loop {
+        let mut open = 0;
+        for outcome in outcomes.iter_mut().filter(|o| o.error.is_none()) {
+            let Some(id) = outcome
+                .execution_id
+                .as_deref()
+                .and_then(|id| ExecutionId::parse(id).ok())
+            else {
+                continue;
+            };
+            match ports.execution(&id).await? {
+                Some(record) => {
+                    if !settled(&record) {
+                        open += 1;
+                    }
+                    outcome.status = Some(record.status);
+                    outcome.status_reason = record.status_reason;
+                    outcome.result = record.result;
+                }
+                None => open += 1,
+            }
+        }
+        if open == 0 {
+            return Ok(json(
+                StatusCode::OK,
+                &StartExecutionsResponse {
+                    executions: outcomes,
+                },
+            ));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let err = ApiError::ExecutionsPending {
+                open,
+                total: outcomes.len(),
+                wait_ms,
+            };
+            let mut body = serde_json::to_value(err.to_problem()).map_err(|e| internal(&e))?;
+            // The problem document carries what was started, settled or not.
+            body["executions"] = serde_json::to_value(&outcomes).map_err(|e| internal(&e))?;
+            let mut response = json(StatusCode::GATEWAY_TIMEOUT, &body);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            return Ok(response);
+        }
+        tokio::time::sleep(interval.min(left)).await;
+        interval = (interval * 3 / 2).min(Duration::from_millis(250));
+    }
+}
+
+#[cfg(test)]
+mod tests;
