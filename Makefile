@@ -30,9 +30,14 @@ demo: $(VENV_STAMP) ## Start the stack on free ports, run the demo scenario once
 test: $(VENV_STAMP) ## Run every test: unit, property, integration and end to end on the local stack
 	$(CARGO) test --workspace --locked
 
+# The harness has a target directory of its own: built beside the functions, it unifies the
+# features of shared dependencies differently and every build would relink the other's binaries.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+BENCH_TARGET_DIR := $(TARGET_DIR)/bench-harness
+
 bench: $(VENV_STAMP) ## Benchmarks on the local stack (release build): table on stdout, bench/results.json, BENCHMARKS.md
-	$(CARGO) build --release --locked -p tether-bench --bins
-	$(CARGO) run --release --locked --quiet -p tether-bench --bin tether-bench -- --root .
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) $(CARGO) build --release --locked -p tether-bench --bins
+	CARGO_TARGET_DIR=$(TARGET_DIR) $(BENCH_TARGET_DIR)/release/tether-bench --root . --functions-dir $(TARGET_DIR)/release
 
 lint: $(VENV_STAMP) ## rustfmt --check, clippy -D warnings, cfn-lint and sam validate --lint on template.yaml
 	$(CARGO) fmt --all -- --check

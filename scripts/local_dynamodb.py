@@ -5,6 +5,11 @@ Requests are served one at a time. moto's backend does not lock, so two concurre
 writes to one item could both pass their condition; real DynamoDB makes each conditional write
 atomic, and serving requests in turn keeps that guarantee locally.
 
+TransactWriteItems is replaced by a cheaper equivalent (see `_transactions_with_an_undo_log`):
+moto backs up the whole table, deep-copied, for every item of every transaction, which makes
+each transaction cost as much as the table is large and, under load, grew the server past
+20 GiB until the kernel killed it.
+
 Prints one line `port=<N>` on stdout once it accepts connections, then serves until it gets
 SIGTERM/SIGINT, or until the process given by --parent-pid is gone (so a test run that is
 killed never leaves it behind).
@@ -18,6 +23,9 @@ import signal
 import sys
 import threading
 
+import copy
+
+import moto.dynamodb.models as dynamodb_models
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -26,7 +34,68 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 
+def _transactions_with_an_undo_log() -> None:
+    """TransactWriteItems with the same semantics, undone item by item.
+
+    moto's own implementation deep-copies every table a transaction names, to restore it if the
+    transaction is cancelled. Requests are served one at a time here, so it is enough to remember
+    the items the transaction names and to put them back (or delete them) on cancellation. The
+    table copy is skipped by handing moto a `copy` whose deepcopy returns tables as they are; its
+    own rollback then restores the same objects, and the undo log does the real work.
+    """
+    backend_class = dynamodb_models.DynamoDBBackend
+    original = backend_class.transact_write_items
+
+    class _NoTableCopy:
+        def __getattr__(self, name):
+            return getattr(copy, name)
+
+        @staticmethod
+        def deepcopy(value, memo=None):
+            if isinstance(value, dynamodb_models.Table):
+                return value
+            return copy.deepcopy(value, memo)
+
+    dynamodb_models.copy = _NoTableCopy()
+
+    def transact_write_items(self, transact_items):
+        undo = []
+        for entry in transact_items:
+            if len(entry) != 1:
+                break  # moto refuses it before writing anything
+            _, op = next(iter(entry.items()))
+            table_name = op.get("TableName")
+            if table_name not in self.tables:
+                continue
+            table = self.tables[table_name]
+            key = op.get("Key")
+            if key is None and "Item" in op:
+                attrs = op["Item"]
+                key = {table.hash_key_attr: attrs.get(table.hash_key_attr)}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = attrs.get(table.range_key_attr)
+            if key is None or any(v is None for v in key.values()):
+                continue
+            try:
+                before = self.get_item(table_name, key)
+            except Exception:  # noqa: BLE001 - moto raises its own validation errors later
+                continue
+            undo.append((table_name, key, None if before is None else before.to_json()["Attributes"]))
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table_name, key, attrs in reversed(undo):
+                if attrs is None:
+                    self.delete_item(table_name, key)
+                else:
+                    self.put_item(table_name, attrs)
+            raise
+
+    backend_class.transact_write_items = transact_write_items
+
+
 def main() -> int:
+    _transactions_with_an_undo_log()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--parent-pid", type=int, default=0)

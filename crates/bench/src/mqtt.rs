@@ -30,6 +30,9 @@ impl Client {
         let (host, port) = host_port(url)?;
         let mut options = MqttOptions::new(id, host, port);
         options.set_keep_alive(Duration::from_secs(30));
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        options.set_network_options(network);
         let (client, mut events) = AsyncClient::new(options, 64);
         tokio::time::timeout(WAIT, async {
             loop {
@@ -107,11 +110,16 @@ impl Client {
         .with_context(|| format!("no answer on {topic}"))?
     }
 
-    /// Sends DISCONNECT and drives the loop until the connection is closed.
+    /// Sends DISCONNECT and drives the loop until it is written.
     pub async fn disconnect(mut self) {
         if self.client.disconnect().await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while self.events.poll().await.is_ok() {}
+                loop {
+                    match self.events.poll().await {
+                        Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
             })
             .await;
         }

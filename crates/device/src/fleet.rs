@@ -74,6 +74,11 @@ fn options(
     options.set_clean_start(true);
     options.set_max_packet_size(Some(MAX_PACKET));
     options.set_connection_timeout(config.connect_timeout.as_secs().max(1));
+    // A reply follows the PUBACK of its request at once: without TCP_NODELAY, Nagle's
+    // algorithm holds it until the broker's delayed ACK, tens of milliseconds later.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    options.set_network_options(network);
     if let Some(tls) = tls {
         options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             tls.clone(),

@@ -67,6 +67,9 @@ impl Broker {
             .laddr(SocketAddr::from(([127, 0, 0, 1], port)))
             // AWS IoT Core allows 128 KiB messages; leave room for the topic and properties.
             .max_packet_size(256 * 1024)
+            // Small packets go out at once: with Nagle's algorithm a reply that follows a
+            // PUBACK waits for the peer's delayed ACK (~40 ms on Linux).
+            .nodelay(true)
             .allow_anonymous(true)
             .bind()?
             .tcp()?;

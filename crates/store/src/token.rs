@@ -90,6 +90,25 @@ mod tests {
         ])
     }
 
+    proptest::proptest! {
+        /// Fuzz: any text, and any re-encoded JSON map, is a valid token only if it names the
+        /// listed partition; nothing panics.
+        #[test]
+        fn a_forged_token_never_decodes_into_another_partition(
+            text in ".{0,300}",
+            fields in proptest::collection::btree_map("(pk|sk|gsi1pk|gsi1sk|[a-z]{1,4})", ".{0,20}", 0..6),
+        ) {
+            for token in [text.clone(), URL_SAFE_NO_PAD.encode(serde_json::to_vec(&fields).unwrap())] {
+                if let Ok(key) = decode(&token, "gsi1pk", "gsi1sk", "DEVICE#a#EXEC", "EXEC#") {
+                    proptest::prop_assert_eq!(
+                        key.get("gsi1pk"),
+                        Some(&AttributeValue::S("DEVICE#a#EXEC".into()))
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_token_round_trips_for_its_own_partition() {
         let token = encode(&key("DEVICE#a#EXEC")).unwrap();

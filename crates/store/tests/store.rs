@@ -635,3 +635,87 @@ async fn creation_reported_twice_is_one_timeline_entry() {
         "the earliest report dates the creation"
     );
 }
+
+/// The local endpoint replaces moto's table-copying rollback with an undo log
+/// (scripts/local_dynamodb.py); a cancelled transaction must still leave nothing behind.
+#[tokio::test]
+async fn a_cancelled_transaction_leaves_every_item_as_it_was() {
+    use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+    let h = harness().await;
+    let (client, table) = (h.store.client(), h.store.table());
+    let key = |pk: &str| {
+        [
+            ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
+            ("sk".to_owned(), AttributeValue::S("T".to_owned())),
+        ]
+    };
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(
+            key("kept")
+                .into_iter()
+                .chain([("v".to_owned(), AttributeValue::S("old".into()))])
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let put = |pk: &str| {
+        TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(table)
+                    .set_item(Some(key(pk).into_iter().collect()))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
+    let failing_update = TransactWriteItem::builder()
+        .update(
+            Update::builder()
+                .table_name(table)
+                .set_key(Some(key("kept").into_iter().collect()))
+                .update_expression("SET v = :new")
+                .condition_expression("v = :other")
+                .expression_attribute_values(":new", AttributeValue::S("new".into()))
+                .expression_attribute_values(":other", AttributeValue::S("other".into()))
+                .build()
+                .unwrap(),
+        )
+        .build();
+
+    let cancelled = client
+        .transact_write_items()
+        .transact_items(put("first"))
+        .transact_items(failing_update)
+        .transact_items(put("third"))
+        .send()
+        .await;
+
+    assert!(
+        cancelled.is_err(),
+        "the condition fails, so the transaction is cancelled"
+    );
+    for absent in ["first", "third"] {
+        let got = client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key(absent).into_iter().collect()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        assert!(got.item.is_none(), "{absent} was rolled back");
+    }
+    let kept = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key("kept").into_iter().collect()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.item.unwrap()["v"], AttributeValue::S("old".into()));
+}
