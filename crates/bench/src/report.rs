@@ -107,8 +107,9 @@ impl Report {
         out
     }
 
-    fn markdown(&self) -> String {
-        let mut md = String::from(include_str!("../BENCHMARKS.head.md"));
+    /// BENCHMARKS.md: the explanations of `crates/bench/BENCHMARKS.head.md`, then the figures.
+    fn markdown(&self, head: String) -> String {
+        let mut md = head;
         let _ = writeln!(
             md,
             "\n## Latest figures\n\nRevision `{}`, measured in {:.0} s on {} ({} CPUs, {}). \
@@ -168,7 +169,10 @@ impl Report {
             serde_json::to_string_pretty(&json)? + "\n",
         )
         .context("writing bench/results.json")?;
-        std::fs::write(root.join("BENCHMARKS.md"), self.markdown()).context("writing BENCHMARKS.md")
+        let head = std::fs::read_to_string(root.join("crates/bench/BENCHMARKS.head.md"))
+            .context("reading crates/bench/BENCHMARKS.head.md")?;
+        std::fs::write(root.join("BENCHMARKS.md"), self.markdown(head))
+            .context("writing BENCHMARKS.md")
     }
 }
 

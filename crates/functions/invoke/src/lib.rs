@@ -337,6 +337,11 @@ async fn wait(
             return Ok(None);
         }
         tokio::time::sleep(interval.min(left)).await;
+        if Instant::now() >= deadline {
+            // No last read: the TIMED_OUT write is conditional on the record being open, so
+            // a reply that arrived meanwhile still wins, one round trip sooner.
+            return Ok(None);
+        }
         interval = (interval * 3 / 2).min(MAX_POLL);
     }
 }
