@@ -34,10 +34,11 @@ test: $(VENV_STAMP) ## Run every test: unit, property, integration and end to en
 # features of shared dependencies differently and every build would relink the other's binaries.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BENCH_TARGET_DIR := $(TARGET_DIR)/bench-harness
+BENCH_ARGS ?=
 
 bench: $(VENV_STAMP) ## Benchmarks on the local stack (release build): table on stdout, bench/results.json, BENCHMARKS.md
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) $(CARGO) build --release --locked -p tether-bench --bins
-	CARGO_TARGET_DIR=$(TARGET_DIR) $(BENCH_TARGET_DIR)/release/tether-bench --root . --functions-dir $(TARGET_DIR)/release
+	CARGO_TARGET_DIR=$(TARGET_DIR) $(BENCH_TARGET_DIR)/release/tether-bench --root . --functions-dir $(TARGET_DIR)/release $(BENCH_ARGS)
 
 lint: $(VENV_STAMP) ## rustfmt --check, clippy -D warnings, cfn-lint and sam validate --lint on template.yaml
 	$(CARGO) fmt --all -- --check

@@ -83,6 +83,51 @@ pub async fn end_to_end(env: &Env, calls: usize, concurrency: usize) -> Batch {
     batch
 }
 
+/// What the load run saw: every call's answer checked against what that caller sent.
+#[derive(Debug, Default)]
+pub struct Load {
+    pub batch: Batch,
+    /// Answers that were 200 but carried another call's payload or another device's id.
+    pub cross_talk: usize,
+}
+
+/// `calls` invocations all in flight at once over the devices, each with a payload of its own;
+/// an answer counts only if it echoes that payload from that device.
+pub async fn load(env: &Env, calls: usize) -> Load {
+    let started = Instant::now();
+    let outcomes: Vec<anyhow::Result<(bool, Duration)>> = stream::iter(0..calls)
+        .map(|i| async move {
+            let device = device(i % env.devices);
+            let payload = json!({"call": i, "device": device});
+            let began = Instant::now();
+            let response = env
+                .http
+                .post(format!("{}/devices/{device}/invoke", env.api))
+                .json(&json!({"method": "ping", "payload": payload, "timeoutMs": 25000}))
+                .send()
+                .await?;
+            ensure!(response.status() == 200, "HTTP {}", response.status());
+            let body: Value = response.json().await?;
+            let own = body["status"] == "SUCCEEDED"
+                && body["deviceId"] == device.as_str()
+                && body["result"] == payload;
+            Ok((own, began.elapsed()))
+        })
+        .buffer_unordered(calls)
+        .collect()
+        .await;
+    let mut load = Load::default();
+    for outcome in outcomes {
+        match outcome {
+            Ok((true, latency)) => load.batch.latencies.push(ms(latency)),
+            Ok((false, _)) => load.cross_talk += 1,
+            Err(_) => load.batch.errors += 1,
+        }
+    }
+    load.batch.wall = started.elapsed();
+    load
+}
+
 /// Devices that never answer: how long after `timeout_ms` each 504 arrives, in ms.
 pub async fn deadline(env: &Env, timeout_ms: u64, calls: usize) -> anyhow::Result<Vec<f64>> {
     let results: Vec<anyhow::Result<(u16, Duration)>> = stream::iter(0..calls)
