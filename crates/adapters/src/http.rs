@@ -6,6 +6,7 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tether_domain::ApiError;
 
 pub type HttpResponse = Response<Body>;
@@ -164,6 +165,39 @@ pub fn query_pairs(request: &Request) -> Vec<(String, String)> {
         }
     }
     pairs
+}
+
+/// The `Idempotency-Key` header, if sent: 1-128 printable ASCII characters, or a 400.
+pub fn idempotency_key(request: &Request) -> Result<Option<&str>, ApiError> {
+    match request.headers().get("idempotency-key") {
+        None => Ok(None),
+        Some(_) => match header_text(request, "idempotency-key") {
+            Some(key)
+                if (1..=128).contains(&key.len())
+                    && key.bytes().all(|b| (0x21..=0x7e).contains(&b)) =>
+            {
+                Ok(Some(key))
+            }
+            _ => Err(ApiError::Validation(
+                "Idempotency-Key must be 1-128 printable ASCII characters".into(),
+            )),
+        },
+    }
+}
+
+/// Hex SHA-256 of the parts, each prefixed by its length so that no two lists collide: request
+/// fingerprints, and ids and client tokens derived from an `Idempotency-Key`.
+pub fn digest(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A header as text, if present and valid.

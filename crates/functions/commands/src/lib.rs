@@ -16,10 +16,9 @@ use futures::stream::{self, StreamExt};
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use tether_adapters::commands::CommandsGateway;
 use tether_adapters::http::{
-    header_text, internal, json, json_body, problem, query_pairs, route, HttpResponse,
+    digest, idempotency_key, internal, json, json_body, problem, query_pairs, route, HttpResponse,
 };
 use tether_domain::api::{
     CreateCommandRequest, ExecutionRecord, Page, StartExecutionsRequest, StartExecutionsResponse,
@@ -249,34 +248,9 @@ async fn list(ports: &impl Ports, pairs: &[(String, String)]) -> Result<HttpResp
 /// A client token for one target of a keyed request: the same key, command and target always
 /// give the same token (64 printable characters at most).
 fn client_token(key: &str, command: &CommandId, target: &DeviceId) -> String {
-    let mut hasher = Sha256::new();
-    for part in [key, command.as_str(), target.as_str()] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    hasher
-        .finalize()
-        .iter()
-        .take(24)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn idempotency_key(request: &Request) -> Result<Option<&str>, ApiError> {
-    match request.headers().get("idempotency-key") {
-        None => Ok(None),
-        Some(_) => match header_text(request, "idempotency-key") {
-            Some(key)
-                if (1..=128).contains(&key.len())
-                    && key.bytes().all(|b| (0x21..=0x7e).contains(&b)) =>
-            {
-                Ok(Some(key))
-            }
-            _ => Err(ApiError::Validation(
-                "Idempotency-Key must be 1-128 printable ASCII characters".into(),
-            )),
-        },
-    }
+    let mut token = digest(&[key, command.as_str(), target.as_str()]);
+    token.truncate(48);
+    token
 }
 
 /// Whether an execution has its final answer for a waiting caller: the device's final report,

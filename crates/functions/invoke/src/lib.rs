@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::Request;
-use sha2::{Digest, Sha256};
 use tether_adapters::config::{Config, ConnectivityCheck};
-use tether_adapters::http::{header_text, internal, json, json_body, problem, route, HttpResponse};
+use tether_adapters::http::{
+    digest, idempotency_key, internal, json, json_body, problem, route, HttpResponse,
+};
 use tether_adapters::iot::{DeviceRequest, IotGateway};
 use tether_domain::api::{InvokeRequest, InvokeResponse, MAX_PAYLOAD_BYTES};
 use tether_domain::clock::now_ms;
@@ -197,37 +198,6 @@ pub async fn handle(ports: &impl Ports, request: Request) -> HttpResponse {
             }
             response
         }
-    }
-}
-
-/// Hex SHA-256 of the parts, separated so that no two lists of parts collide.
-fn digest(parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn idempotency_key(request: &Request) -> Result<Option<&str>, ApiError> {
-    match request.headers().get("idempotency-key") {
-        None => Ok(None),
-        Some(_) => match header_text(request, "idempotency-key") {
-            Some(key)
-                if (1..=128).contains(&key.len())
-                    && key.bytes().all(|b| (0x21..=0x7e).contains(&b)) =>
-            {
-                Ok(Some(key))
-            }
-            _ => Err(ApiError::Validation(
-                "Idempotency-Key must be 1-128 printable ASCII characters".into(),
-            )),
-        },
     }
 }
 
