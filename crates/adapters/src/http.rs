@@ -200,6 +200,20 @@ pub fn digest(parts: &[&str]) -> String {
         .collect()
 }
 
+/// Copies a hand-built request's URI query into its query parameters, as API Gateway's event
+/// carries them (`lambda_http` fills them only from the event): for handler tests.
+pub fn with_uri_query(request: Request) -> Request {
+    let mut query: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    for pair in request.uri().query().unwrap_or("").split('&') {
+        if !pair.is_empty() {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            query.entry(k.to_owned()).or_default().push(v.to_owned());
+        }
+    }
+    request.with_query_string_parameters(query)
+}
+
 /// A header as text, if present and valid.
 pub fn header_text<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
     request.headers().get(name).and_then(|v| v.to_str().ok())

@@ -41,15 +41,6 @@ impl Demo {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Call> {
-        self.call_method(method, path, body).await
-    }
-
-    async fn call_method(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Call> {
         let url = format!("{}{path}", self.api);
         match &body {
             Some(body) => self.say(&format!(
@@ -280,7 +271,7 @@ impl Demo {
 
         self.say("\n10. Deprecate the command: it starts nothing more");
         let deprecated = self
-            .call_method(
+            .call(
                 "PATCH",
                 &format!("/commands/{command_id}"),
                 Some(json!({"deprecated": true})),

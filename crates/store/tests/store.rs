@@ -698,24 +698,18 @@ async fn a_cancelled_transaction_leaves_every_item_as_it_was() {
         cancelled.is_err(),
         "the condition fails, so the transaction is cancelled"
     );
-    for absent in ["first", "third"] {
-        let got = client
+    let read = |pk: &'static str| {
+        client
             .get_item()
             .table_name(table)
-            .set_key(Some(key(absent).into_iter().collect()))
+            .set_key(Some(key(pk).into_iter().collect()))
             .consistent_read(true)
             .send()
-            .await
-            .unwrap();
+    };
+    for absent in ["first", "third"] {
+        let got = read(absent).await.unwrap();
         assert!(got.item.is_none(), "{absent} was rolled back");
     }
-    let kept = client
-        .get_item()
-        .table_name(table)
-        .set_key(Some(key("kept").into_iter().collect()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
+    let kept = read("kept").await.unwrap();
     assert_eq!(kept.item.unwrap()["v"], AttributeValue::S("old".into()));
 }

@@ -363,17 +363,33 @@ async fn wait(
     wait_ms: u64,
 ) -> Result<HttpResponse, ApiError> {
     let mut interval = Duration::from_millis(20);
-    loop {
-        let mut open = 0;
-        for outcome in outcomes.iter_mut().filter(|o| o.error.is_none()) {
-            let Some(id) = outcome
-                .execution_id
+    // Parsed once; None for a target whose start failed.
+    let ids: Vec<Option<ExecutionId>> = outcomes
+        .iter()
+        .map(|o| {
+            o.execution_id
                 .as_deref()
+                .filter(|_| o.error.is_none())
                 .and_then(|id| ExecutionId::parse(id).ok())
-            else {
-                continue;
-            };
-            match ports.execution(&id).await? {
+        })
+        .collect();
+    loop {
+        // One round reads every record, several at a time.
+        let reads: Vec<Option<Result<Option<ExecutionRecord>, ApiError>>> =
+            stream::iter(ids.clone())
+                .map(|id: Option<ExecutionId>| async move {
+                    match id {
+                        Some(id) => Some(ports.execution(&id).await),
+                        None => None,
+                    }
+                })
+                .buffered(PARALLEL_STARTS)
+                .collect()
+                .await;
+        let mut open = 0;
+        for (outcome, read) in outcomes.iter_mut().zip(reads) {
+            let Some(read) = read else { continue };
+            match read? {
                 Some(record) => {
                     if !settled(&record) {
                         open += 1;

@@ -1,6 +1,5 @@
 //! The handler with fake ports.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use tether_domain::api::ExecutionRecord;
@@ -110,18 +109,7 @@ fn request(method: &str, uri: &str, body: Option<Value>, headers: &[(&str, &str)
         .map(|b| Body::Text(b.to_string()))
         .unwrap_or(Body::Empty);
     let request = builder.body(body).unwrap();
-    let query: HashMap<String, Vec<String>> = request
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_owned(), vec![v.to_owned()])
-        })
-        .collect();
-    lambda_http::RequestExt::with_query_string_parameters(request, query)
+    tether_adapters::http::with_uri_query(request)
 }
 
 async fn call(

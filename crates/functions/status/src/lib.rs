@@ -216,18 +216,7 @@ mod tests {
             .uri(uri)
             .body(Body::Empty)
             .unwrap();
-        let query: std::collections::HashMap<String, Vec<String>> = request
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (k.to_owned(), vec![v.to_owned()])
-            })
-            .collect();
-        lambda_http::RequestExt::with_query_string_parameters(request, query)
+        tether_adapters::http::with_uri_query(request)
     }
 
     async fn call(fake: &Fake, uri: &str) -> (u16, Value) {
