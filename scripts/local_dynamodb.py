@@ -10,6 +10,11 @@ moto backs up the whole table, deep-copied, for every item of every transaction,
 each transaction cost as much as the table is large and, under load, grew the server past
 20 GiB until the kernel killed it.
 
+Faults can be injected for the reliability tests: `POST /_tether/faults` with
+`{"operations": ["UpdateItem", ...], "status": 503, "code": "ServiceUnavailable"}` makes the named
+operations (all of them when the list is empty or missing) answer that DynamoDB error until
+`DELETE /_tether/faults`; `GET /_tether/faults` says what is set and how many requests failed.
+
 Prints one line `port=<N>` on stdout once it accepts connections, then serves until it gets
 SIGTERM/SIGINT, or until the process given by --parent-pid is gone (so a test run that is
 killed never leaves it behind).
@@ -18,6 +23,8 @@ Usage: local_dynamodb.py [--port N] [--parent-pid PID]   (port 0, the default, p
 """
 
 import argparse
+import io
+import json
 import os
 import signal
 import sys
@@ -94,6 +101,79 @@ def _transactions_with_an_undo_log() -> None:
     backend_class.transact_write_items = transact_write_items
 
 
+class Faults:
+    """WSGI middleware: answers DynamoDB errors for chosen operations, as the tests ask."""
+
+    PATH = "/_tether/faults"
+
+    def __init__(self, app):
+        self.app = app
+        self.setting = None  # {"operations": set, "status": int, "code": str} while active
+        self.failed = 0
+
+    def __call__(self, environ, start_response):
+        body = _read_body(environ)
+        if environ.get("PATH_INFO") == self.PATH:
+            return self._control(environ.get("REQUEST_METHOD", "GET"), body, start_response)
+        operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
+        setting = self.setting
+        if setting is not None and (not setting["operations"] or operation in setting["operations"]):
+            self.failed += 1
+            error = {
+                "__type": f"com.amazonaws.dynamodb.v20120810#{setting['code']}",
+                "message": f"injected fault: {operation} answers {setting['code']}",
+            }
+            return _json(start_response, setting["status"], error, "application/x-amz-json-1.0")
+        environ["wsgi.input"] = io.BytesIO(body)
+        return self.app(environ, start_response)
+
+    def _control(self, method, body, start_response):
+        if method == "POST":
+            try:
+                asked = json.loads(body or b"{}")
+                setting = {
+                    "operations": set(asked.get("operations") or []),
+                    "status": int(asked.get("status", 503)),
+                    "code": str(asked.get("code", "ServiceUnavailable")),
+                }
+            except (ValueError, TypeError, AttributeError) as err:
+                return _json(start_response, 400, {"error": f"bad fault: {err}"})
+            if not 400 <= setting["status"] <= 599:
+                return _json(start_response, 400, {"error": "status must be 4xx or 5xx"})
+            self.setting, self.failed = setting, 0
+            print(f"fault injected: {asked}", file=sys.stderr, flush=True)
+        elif method == "DELETE":
+            self.setting = None
+            print(f"fault cleared after {self.failed} failed requests", file=sys.stderr, flush=True)
+        setting = self.setting
+        return _json(
+            start_response,
+            200,
+            {
+                "active": setting is not None,
+                "operations": sorted(setting["operations"]) if setting else [],
+                "failed": self.failed,
+            },
+        )
+
+
+def _read_body(environ) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    return environ["wsgi.input"].read(length) if length > 0 else b""
+
+
+def _json(start_response, status, value, content_type="application/json"):
+    data = json.dumps(value).encode()
+    start_response(
+        f"{status} {'OK' if status == 200 else 'Error'}",
+        [("Content-Type", content_type), ("Content-Length", str(len(data)))],
+    )
+    return [data]
+
+
 def main() -> int:
     _transactions_with_an_undo_log()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -101,7 +181,7 @@ def main() -> int:
     parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args()
 
-    app = DomainDispatcherApplication(create_backend_app)
+    app = Faults(DomainDispatcherApplication(create_backend_app))
     server = make_server(
         "127.0.0.1", args.port, app, threaded=False, request_handler=MotoRequestHandler
     )

@@ -5,6 +5,8 @@
 //! tracker.
 
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rmqtt::context::ServerContext;
@@ -38,7 +40,9 @@ pub enum ConnEvent {
 #[derive(Debug)]
 pub struct Broker {
     addr: SocketAddr,
-    task: JoinHandle<()>,
+    scx: ServerContext,
+    /// The task accepting connections (each connection runs in a task of its own).
+    listener: Mutex<JoinHandle<()>>,
 }
 
 impl Broker {
@@ -62,36 +66,85 @@ impl Broker {
             .await;
         register.start().await;
 
-        let listener = Builder::new()
-            .name("mqtt")
-            .laddr(SocketAddr::from(([127, 0, 0, 1], port)))
-            // AWS IoT Core allows 128 KiB messages; leave room for the topic and properties.
-            .max_packet_size(256 * 1024)
-            // Small packets go out at once: with Nagle's algorithm a reply that follows a
-            // PUBACK waits for the peer's delayed ACK (~40 ms on Linux).
-            .nodelay(true)
-            .allow_anonymous(true)
-            .bind()?
-            .tcp()?;
-        let addr = listener.local_addr()?;
-        let server = MqttServer::new(scx).listener_by_id(listener, 1).build();
-        let task = tokio::spawn(async move {
-            if let Err(err) = server.run().await {
-                tracing::error!(error = %err, "MQTT broker stopped");
-            }
-        });
+        let (addr, task) = listen(&scx, SocketAddr::from(([127, 0, 0, 1], port)))?;
         tracing::info!(%addr, "MQTT broker listening");
-        Ok(Self { addr, task })
+        Ok(Self {
+            addr,
+            scx,
+            listener: Mutex::new(task),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// Stops accepting connections, drops every client whose id does not start with
+    /// `keep_prefix`, waits `downtime`, and listens again on the same address.
+    pub async fn outage(&self, keep_prefix: &str, downtime: Duration) -> anyhow::Result<()> {
+        let accepting = std::mem::replace(
+            &mut *self.listener.lock().unwrap_or_else(|e| e.into_inner()),
+            tokio::spawn(async {}),
+        );
+        accepting.abort();
+        let _ = accepting.await;
+        let entries: Vec<_> = self.scx.extends.shared().await.iter().collect();
+        let mut dropped = 0;
+        for mut entry in entries {
+            if entry.id().client_id.starts_with(keep_prefix) {
+                continue;
+            }
+            if let Err(err) = entry.kick(true, true, true).await {
+                tracing::warn!(client = %entry.id().client_id, error = %err, "could not drop a client");
+            }
+            dropped += 1;
+        }
+        tracing::warn!(dropped, ?downtime, "MQTT outage: clients dropped, connections refused");
+        tokio::time::sleep(downtime).await;
+        let (_, task) = listen(&self.scx, self.addr)?;
+        *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = task;
+        tracing::info!(addr = %self.addr, "MQTT broker listening again");
+        Ok(())
+    }
+}
+
+const LISTENER_ID: u16 = 1;
+
+/// Binds `addr` and serves MQTT on it with the broker's context.
+fn listen(scx: &ServerContext, addr: SocketAddr) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = Builder::new()
+        .name("mqtt")
+        .laddr(addr)
+        // Listening again after an outage must not wait for the old connections' TIME_WAIT.
+        .reuseaddr(Some(true))
+        // AWS IoT Core allows 128 KiB messages; leave room for the topic and properties.
+        .max_packet_size(256 * 1024)
+        // Small packets go out at once: with Nagle's algorithm a reply that follows a
+        // PUBACK waits for the peer's delayed ACK (~40 ms on Linux).
+        .nodelay(true)
+        .allow_anonymous(true)
+        .bind()?
+        .tcp()?;
+    let addr = listener.local_addr()?;
+    // The context keeps each listener's settings by id; listening again replaces them.
+    scx.listen_cfgs.remove(&LISTENER_ID);
+    let server = MqttServer::new(scx.clone())
+        .listener_by_id(listener, LISTENER_ID)
+        .build();
+    let task = tokio::spawn(async move {
+        if let Err(err) = server.run().await {
+            tracing::error!(error = %err, "MQTT broker stopped");
+        }
+    });
+    Ok((addr, task))
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.task.abort();
+        self.listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .abort();
     }
 }
 

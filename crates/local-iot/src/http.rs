@@ -26,7 +26,7 @@ use crate::aws::AwsError;
 use crate::commands::Commands;
 use crate::link::{Link, Outgoing};
 use crate::presence::Connections;
-use crate::rules::DeadLetters;
+use crate::rules::Delivery;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -34,7 +34,8 @@ pub struct Services {
     pub commands: Commands,
     pub connections: Connections,
     pub publisher: Link,
-    pub dead_letters: DeadLetters,
+    /// Rule delivery, with its dead letters.
+    pub delivery: Delivery,
 }
 
 impl IntoResponse for AwsError {
@@ -87,6 +88,7 @@ pub fn router(services: Services) -> Router {
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/_local/dead-letters", get(dead_letters))
+        .route("/_local/dead-letters/replay", post(replay_dead_letters))
         .fallback(|| async {
             AwsError::new(
                 404,
@@ -281,5 +283,9 @@ async fn get_connection(State(s): State<Services>, Path(client_id): Path<String>
 }
 
 async fn dead_letters(State(s): State<Services>) -> Json<Value> {
-    Json(json!({ "deadLetters": s.dead_letters.all() }))
+    Json(json!({ "deadLetters": s.delivery.dead_letters.all() }))
+}
+
+async fn replay_dead_letters(State(s): State<Services>) -> Json<Value> {
+    Json(json!(s.delivery.replay_dead_letters().await))
 }

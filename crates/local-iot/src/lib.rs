@@ -78,7 +78,7 @@ pub struct LocalIot {
     http_stop: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
     links: Vec<Link>,
-    dead_letters: DeadLetters,
+    delivery: Delivery,
 }
 
 impl LocalIot {
@@ -145,7 +145,7 @@ impl LocalIot {
             commands,
             connections,
             publisher,
-            dead_letters: dead_letters.clone(),
+            delivery: delivery.clone(),
         };
         let listener =
             tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], config.http_port)))
@@ -169,7 +169,7 @@ impl LocalIot {
             http_stop: Some(http_stop),
             tasks,
             links,
-            dead_letters,
+            delivery,
         })
     }
 
@@ -186,7 +186,21 @@ impl LocalIot {
 
     /// Rule events that could not be delivered.
     pub fn dead_letters(&self) -> Vec<serde_json::Value> {
-        self.dead_letters.all()
+        self.delivery.dead_letters.all()
+    }
+
+    /// Delivers the dead-lettered rule events once more (`POST /_local/dead-letters/replay`).
+    pub async fn replay_dead_letters(&self) -> rules::Replay {
+        self.delivery.replay_dead_letters().await
+    }
+
+    /// A device-gateway outage: every device connection is dropped and new ones are refused
+    /// for `downtime`; the emulator's own connections (rules, Commands, Publish) stay up, as
+    /// AWS IoT Core's services do when devices lose the gateway.
+    pub async fn outage(&self, downtime: Duration) -> anyhow::Result<()> {
+        self.broker
+            .outage(link::INTERNAL_CLIENT_PREFIX, downtime)
+            .await
     }
 
     /// Stops the HTTP server, closes the internal connections and stops the broker.

@@ -425,6 +425,17 @@ impl DeadLetters {
             .clone()
     }
 
+    /// Takes out every entry that holds an event (so can be delivered again), leaving the
+    /// rest (messages no rule could evaluate).
+    fn take_replayable(&self) -> Vec<Value> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (replayable, kept) = entries
+            .drain(..)
+            .partition(|entry: &Value| entry.get("event").is_some());
+        *entries = kept;
+        replayable
+    }
+
     fn push(&self, entry: Value) {
         tracing::warn!(entry = %entry, "rule delivery dead-lettered");
         if let Some(path) = &self.file {
@@ -527,6 +538,37 @@ impl Delivery {
             "rule": rule.name, "function": rule.function, "topic": topic, "event": event,
             "error": last_error, "attempts": self.retries + 1, "at": now_ms(),
         }));
+    }
+}
+
+/// What a replay of the dead letters did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Replay {
+    /// Delivered this time, and gone from the dead letters.
+    pub delivered: usize,
+    /// Failed again, and back in the dead letters.
+    pub failed: usize,
+}
+
+impl Delivery {
+    /// Delivers every dead-lettered event once more, in the order they failed (a redrive of
+    /// the dead-letter queue). What fails again goes back to the dead letters.
+    pub async fn replay_dead_letters(&self) -> Replay {
+        let mut replay = Replay::default();
+        for mut entry in self.dead_letters.take_replayable() {
+            let function = entry["function"].as_str().unwrap_or_default().to_owned();
+            match self.invoke_once(&function, &entry["event"]).await {
+                Ok(()) => replay.delivered += 1,
+                Err(err) => {
+                    replay.failed += 1;
+                    entry["error"] = json!(err);
+                    entry["at"] = json!(now_ms());
+                    self.dead_letters.push(entry);
+                }
+            }
+        }
+        tracing::info!(delivered = replay.delivered, failed = replay.failed, "dead letters replayed");
+        replay
     }
 }
 

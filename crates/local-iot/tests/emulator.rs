@@ -644,3 +644,64 @@ async fn presence_events_and_get_connection_follow_clients() {
     );
     iot.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_outage_drops_devices_refuses_them_and_lets_them_back() {
+    let iot = start(Config::default()).await;
+    let c = clients(&iot).await;
+    // An internal link, like the rules' connections: it stays up through the outage.
+    let (_observer, mut presence) = Link::connect(
+        iot.mqtt_addr(),
+        "observer",
+        &["$aws/events/presence/+/+".to_owned()],
+    )
+    .await
+    .unwrap();
+    let (_device, mut inbox) = mqtt(&iot, "sensor-2", &["cmd/sensor-2"]).await;
+    let (first, _) = next_json(&mut presence).await;
+
+    let addr = iot.mqtt_addr();
+    let during = async {
+        let (topic, gone) = next_json(&mut presence).await;
+        let refused = tokio::net::TcpStream::connect(addr).await.is_err();
+        let status = c
+            .data
+            .get_connection()
+            .client_id("sensor-2")
+            .send()
+            .await
+            .unwrap();
+        (topic, gone, refused, status.connected())
+    };
+    let (outage, (gone_topic, gone, refused, connected_during)) =
+        tokio::join!(iot.outage(Duration::from_millis(1500)), during);
+    outage.unwrap();
+    let (back_topic, _) = next_json(&mut presence).await;
+    // The device subscribes again after its CONNACK; publish until it hears.
+    let mut heard = None;
+    for n in 0..50 {
+        c.data
+            .publish()
+            .topic("cmd/sensor-2")
+            .payload(Blob::new(format!("{{\"n\":{n}}}")))
+            .send()
+            .await
+            .unwrap();
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await
+        {
+            heard = Some(message);
+            break;
+        }
+    }
+
+    assert_eq!(first, "$aws/events/presence/connected/sensor-2");
+    assert_eq!(gone_topic, "$aws/events/presence/disconnected/sensor-2");
+    assert_eq!(gone["disconnectReason"], "SERVER_INITIATED_DISCONNECT");
+    assert_eq!(gone["clientInitiatedDisconnect"], false);
+    assert!(refused, "connections are refused during the outage");
+    assert!(!connected_during);
+    assert_eq!(back_topic, "$aws/events/presence/connected/sensor-2");
+    assert!(heard.is_some(), "the device is reachable again");
+    iot.shutdown().await;
+}

@@ -211,6 +211,43 @@ async fn what_cannot_be_delivered_is_dead_lettered_visibly() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[tokio::test]
+async fn a_replay_delivers_dead_letters_again_and_keeps_what_fails_again() {
+    // Two attempts fail (the first delivery and its retry), then the first replay fails too.
+    let (url, mut calls, server) = stub(3).await;
+    let iot = emulator(url, 1).await;
+
+    reply(&iot, br#"{"status":"SUCCEEDED","result":{"n":7}}"#).await;
+    next_call(&mut calls).await;
+    next_call(&mut calls).await;
+    for _ in 0..100 {
+        if !iot.dead_letters().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(iot.dead_letters().len(), 1);
+
+    let first = iot.replay_dead_letters().await;
+    let (_, again) = next_call(&mut calls).await;
+    let still = iot.dead_letters();
+    let second = iot.replay_dead_letters().await;
+    let (function, delivered) = next_call(&mut calls).await;
+    let third = iot.replay_dead_letters().await;
+
+    assert_eq!((first.delivered, first.failed), (0, 1));
+    assert_eq!(again["result"], json!({"n": 7}), "the same event again");
+    assert_eq!(still.len(), 1, "a failed replay keeps the event: {still:?}");
+    assert_eq!((second.delivered, second.failed), (1, 0));
+    assert_eq!(function, "ingest");
+    assert_eq!(delivered["result"], json!({"n": 7}));
+    assert!(iot.dead_letters().is_empty());
+    assert_eq!((third.delivered, third.failed), (0, 0), "nothing left");
+    assert!(calls.try_recv().is_err());
+    iot.shutdown().await;
+    server.abort();
+}
+
 #[test]
 fn the_projects_template_routes_replies_presence_and_execution_events_to_ingest() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))
