@@ -271,16 +271,26 @@ async fn invoke(
     if let Some(answer) = wait(ports, &id, deadline).await? {
         return Ok(answered(&id, &device, &call.method, answer, started));
     }
-    let timed_out = ports
+    let timed_out = match ports
         .conclude(
             &id,
             InvocationStatus::TimedOut,
             StatusReason::new(NO_RESPONSE_FROM_DEVICE, None),
         )
-        .await?;
+        .await
+    {
+        Ok(applied) => applied,
+        // The device has the request: the caller gets the timeout it is owed, not a 503 that
+        // invites a retry. The record stays open; a late reply still completes it.
+        Err(err) if err.retry_after().is_some() => {
+            tracing::warn!(request_id = %id, "the timeout could not be recorded; the record stays open");
+            true
+        }
+        Err(err) => return Err(err),
+    };
     if !timed_out {
         // The reply won the race with the deadline.
-        if let Some(answer) = ports.answer(&id).await?.filter(Answer::is_final) {
+        if let Ok(Some(answer)) = ports.answer(&id).await.map(|a| a.filter(Answer::is_final)) {
             return Ok(answered(&id, &device, &call.method, answer, started));
         }
     }
@@ -291,7 +301,9 @@ async fn invoke(
     })
 }
 
-/// Polls the record until it is final or the deadline passes.
+/// Polls the record until it is final or the deadline passes. The request is out by now, so a
+/// read that fails and may succeed later is polled again rather than answered with a 503: a
+/// caller told to retry would send the device the request twice.
 async fn wait(
     ports: &impl Ports,
     id: &RequestId,
@@ -299,8 +311,13 @@ async fn wait(
 ) -> Result<Option<Answer>, ApiError> {
     let mut interval = FIRST_POLL;
     loop {
-        if let Some(answer) = ports.answer(id).await?.filter(Answer::is_final) {
-            return Ok(Some(answer));
+        match ports.answer(id).await {
+            Ok(Some(answer)) if answer.is_final() => return Ok(Some(answer)),
+            Ok(_) => {}
+            Err(err) if err.retry_after().is_some() => {
+                tracing::warn!(request_id = %id, error = %err, "reading the record failed; polling on");
+            }
+            Err(err) => return Err(err),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

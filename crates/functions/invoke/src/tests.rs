@@ -18,6 +18,10 @@ struct Fake {
     publish_fails: bool,
     answers: Mutex<VecDeque<Option<Answer>>>,
     conclude_applies: bool,
+    /// The first this many record reads fail as if DynamoDB were unavailable.
+    failing_reads: Mutex<usize>,
+    conclude_fails: bool,
+    begin_fails: bool,
     /// What the record reads once a conclusion was attempted (a reply that raced it).
     after_conclude: Option<Answer>,
     published: Mutex<Vec<DeviceRequest>>,
@@ -35,6 +39,9 @@ impl Fake {
             publish_fails: false,
             answers: Mutex::new(VecDeque::new()),
             conclude_applies: true,
+            failing_reads: Mutex::new(0),
+            conclude_fails: false,
+            begin_fails: false,
             after_conclude: None,
             published: Mutex::default(),
             concluded: Mutex::default(),
@@ -74,6 +81,9 @@ impl Ports for Fake {
             .lock()
             .unwrap()
             .push((id.clone(), hash.to_owned()));
+        if self.begin_fails {
+            return Err(ApiError::UpstreamUnavailable { retry_after_s: 1 });
+        }
         Ok(self.begin.lock().unwrap().take().unwrap_or(Begin::Created))
     }
 
@@ -86,6 +96,13 @@ impl Ports for Fake {
     }
 
     async fn answer(&self, _: &RequestId) -> Result<Option<Answer>, ApiError> {
+        {
+            let mut failing = self.failing_reads.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(ApiError::UpstreamUnavailable { retry_after_s: 1 });
+            }
+        }
         if !self.concluded.lock().unwrap().is_empty() && self.after_conclude.is_some() {
             return Ok(self.after_conclude.clone());
         }
@@ -107,6 +124,9 @@ impl Ports for Fake {
             .lock()
             .unwrap()
             .push((status, reason.reason_code));
+        if self.conclude_fails {
+            return Err(ApiError::UpstreamUnavailable { retry_after_s: 1 });
+        }
         Ok(self.conclude_applies)
     }
 
@@ -206,6 +226,46 @@ async fn silence_ends_in_a_504_at_the_deadline_with_the_location() {
             NO_RESPONSE_FROM_DEVICE.to_owned()
         )]
     );
+}
+
+#[tokio::test]
+async fn reads_that_fail_after_the_publish_are_polled_again() {
+    let fake = Fake::new().answers(vec![answer("SUCCEEDED")]);
+    *fake.failing_reads.lock().unwrap() = 2;
+
+    let response = handle(&fake, sample()).await;
+
+    assert_eq!(response.status(), 200, "{:?}", response.body());
+    assert_eq!(body_json(&response)["result"], json!({"on": true}));
+    assert_eq!(fake.published.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_store_down_after_the_publish_ends_in_the_504_not_a_503() {
+    let mut fake = Fake::new();
+    *fake.failing_reads.lock().unwrap() = usize::MAX;
+    fake.conclude_fails = true;
+
+    let response = handle(&fake, sample()).await;
+
+    assert_eq!(response.status(), 504, "{:?}", response.body());
+    assert_eq!(body_json(&response)["code"], "DEVICE_TIMEOUT");
+    assert!(response.headers().contains_key(header::LOCATION));
+    assert_eq!(fake.published.lock().unwrap().len(), 1, "published once");
+    assert_eq!(fake.concluded.lock().unwrap().len(), 1, "the timeout was tried");
+}
+
+#[tokio::test]
+async fn a_store_down_before_the_publish_is_a_503_and_nothing_is_sent() {
+    let mut fake = Fake::new();
+    fake.begin_fails = true;
+
+    let response = handle(&fake, sample()).await;
+
+    assert_eq!(response.status(), 503);
+    assert_eq!(body_json(&response)["code"], "UPSTREAM_UNAVAILABLE");
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert!(fake.published.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
