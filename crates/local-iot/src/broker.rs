@@ -99,7 +99,11 @@ impl Broker {
             }
             dropped += 1;
         }
-        tracing::warn!(dropped, ?downtime, "MQTT outage: clients dropped, connections refused");
+        tracing::warn!(
+            dropped,
+            ?downtime,
+            "MQTT outage: clients dropped, connections refused"
+        );
         tokio::time::sleep(downtime).await;
         let (_, task) = listen(&self.scx, self.addr)?;
         *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = task;

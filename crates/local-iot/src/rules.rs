@@ -567,7 +567,11 @@ impl Delivery {
                 }
             }
         }
-        tracing::info!(delivered = replay.delivered, failed = replay.failed, "dead letters replayed");
+        tracing::info!(
+            delivered = replay.delivered,
+            failed = replay.failed,
+            "dead letters replayed"
+        );
         replay
     }
 }

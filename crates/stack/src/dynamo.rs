@@ -142,6 +142,51 @@ impl LocalDynamo {
     }
 }
 
+/// A DynamoDB failure for the local endpoint to answer with (the reliability tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// Operations that fail (`UpdateItem`, `TransactWriteItems`, ...); empty: every one.
+    pub operations: Vec<String>,
+    pub status: u16,
+    /// The DynamoDB error code, e.g. `ServiceUnavailable` or `InternalServerError`.
+    pub code: String,
+}
+
+impl Fault {
+    /// The operations answer 503 `ServiceUnavailable`; no operations: all of them.
+    pub fn unavailable(operations: &[&str]) -> Self {
+        Self {
+            operations: operations.iter().map(|o| o.to_string()).collect(),
+            status: 503,
+            code: "ServiceUnavailable".into(),
+        }
+    }
+}
+
+/// Makes the local endpoint at `endpoint` answer `fault` (or, with `None`, work again) and
+/// returns how many requests the previous fault failed.
+pub async fn set_fault(endpoint: &str, fault: Option<&Fault>) -> anyhow::Result<u64> {
+    let http = reqwest::Client::new();
+    let url = format!("{endpoint}/_tether/faults");
+    let request = match fault {
+        Some(fault) => http.post(&url).json(&serde_json::json!({
+            "operations": fault.operations,
+            "status": fault.status,
+            "code": fault.code,
+        })),
+        None => http.delete(&url),
+    };
+    let before = http
+        .get(&url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json::<serde_json::Value>()
+        .await?;
+    request.send().await?.error_for_status()?;
+    Ok(before["failed"].as_u64().unwrap_or(0))
+}
+
 impl Drop for LocalDynamo {
     fn drop(&mut self) {
         let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());

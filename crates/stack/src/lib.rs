@@ -285,6 +285,11 @@ impl Stack {
         })
     }
 
+    /// The AWS IoT Core emulator.
+    pub fn iot(&self) -> Option<&LocalIot> {
+        self.iot.as_ref()
+    }
+
     /// The simulated devices, if any.
     pub fn fleet(&self) -> Option<&Fleet> {
         self.fleet.as_ref()

@@ -4,49 +4,15 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use serde_json::{json, Value};
 use tether_stack::demo::Demo;
-use tether_stack::{Stack, StackConfig};
+use tether_stack::Stack;
 
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-        key: Option<&str>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let url = format!("{}{path}", self.base);
-        let mut request = match method {
-            "GET" => self.http.get(&url),
-            "PATCH" => self.http.patch(&url).json(&body.unwrap_or(Value::Null)),
-            _ => self.http.post(&url).json(&body.unwrap_or(Value::Null)),
-        };
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}"))?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text)
-                .with_context(|| format!("{method} {path}: not JSON: {text}"))?,
-        ))
-    }
-}
+mod common;
+use common::Api;
 
 fn received_by(stack: &Stack, method: &str) -> usize {
     stack
@@ -729,8 +695,8 @@ async fn the_running_api_keeps_the_openapi_contract_under_generated_input(
     api: &Api,
     _: &Stack,
 ) -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let reports = root.join(format!(".local/e2e-{}/schemathesis", std::process::id()));
+    let root = common::root();
+    let reports = common::log_dir("e2e").join("schemathesis");
     let mut command = std::process::Command::new(root.join(".venv/bin/schemathesis"));
     command
         .current_dir(&root)
@@ -782,24 +748,8 @@ async fn the_running_api_keeps_the_openapi_contract_under_generated_input(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tether_works_end_to_end_on_the_local_stack() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap();
-    let mut config = StackConfig::new(&root);
-    config.api_port = 0;
-    config.mqtt_port = 0;
-    config.iot_port = 0;
-    config.reload = false;
-    config.log_dir = root.join(format!(".local/e2e-{}", std::process::id()));
-    let stack = Stack::start(config).await.expect("the local stack starts");
-    let api = Api {
-        base: stack.endpoints.api.clone(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(40))
-            .build()
-            .unwrap(),
-    };
+    let stack = common::start_stack("e2e").await;
+    let api = Api::new(&stack.endpoints.api);
 
     let mut failures = Vec::new();
     let mut demo = Demo::new(&api.base);
@@ -826,14 +776,5 @@ async fn tether_works_end_to_end_on_the_local_stack() {
     scenario!(hostile_requests_get_a_stable_4xx_and_nothing_is_sent);
     scenario!(the_running_api_keeps_the_openapi_contract_under_generated_input);
 
-    let logs = root.join(format!(".local/e2e-{}", std::process::id()));
-    stack.shutdown().await;
-    assert!(
-        failures.is_empty(),
-        "{} scenario(s) failed (logs in {}):\n{}",
-        failures.len(),
-        logs.display(),
-        failures.join("\n")
-    );
-    let _ = std::fs::remove_dir_all(logs);
+    common::finish(stack, "e2e", failures).await;
 }

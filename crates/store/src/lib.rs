@@ -17,5 +17,7 @@ mod token;
 
 pub use error::{FailureKind, StoreError};
 pub use presence::PresenceEvent;
-pub use records::{Begin, ListBy, Outcome, RecordKey, RecordMeta, StatusChange, Store};
+pub use records::{
+    Begin, ListBy, Outcome, RecordKey, RecordMeta, StatusChange, Store, INVALID_REPLY,
+};
 pub use schema::TableSchema;

@@ -16,7 +16,10 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 use tether_domain::api::{ExecutionRecord, InvocationRecord, ListQuery, Page, TimelineEntry};
@@ -100,7 +103,22 @@ pub struct StatusChange {
     pub result: Option<Value>,
 }
 
+/// The timeline status of a device message that may not change the record.
+pub const INVALID_REPLY: &str = "INVALID_REPLY";
+
 impl StatusChange {
+    /// A device message kept in the timeline as rejected, with why: it never changes a record.
+    pub fn rejected_reply(at_ms: i64, reason: StatusReason) -> Self {
+        Self {
+            status: INVALID_REPLY,
+            phase: Phase::InProgress, // timeline only: never compared
+            source: Source::Device,
+            at_ms,
+            reason: Some(reason),
+            result: None,
+        }
+    }
+
     pub fn new<S: Lifecycle>(status: S, source: Source, at_ms: i64) -> Self {
         Self {
             status: status.as_str(),
@@ -169,6 +187,17 @@ pub struct Outcome {
     pub new_event: bool,
     /// The record now shows this change.
     pub applied: bool,
+}
+
+/// What a conditional record update did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Written {
+    Applied,
+    /// The condition failed. With a device guard, `owner` is the stored record's device
+    /// (`None`: no record, or no device on it).
+    Refused {
+        owner: Option<String>,
+    },
 }
 
 /// What [`Store::begin_invocation`] found.
@@ -267,7 +296,7 @@ impl Store {
     ) -> Result<Outcome, StoreError> {
         let pk = key.pk();
         let new_event = self.put_event(&pk, change).await?;
-        let applied = self.update_record(key, &pk, change, meta, None).await?;
+        let applied = self.update_record(key, &pk, change, meta, None).await? == Written::Applied;
         if !applied && change.phase == Phase::Created {
             if let Some(meta) = meta {
                 self.backdate_creation(key, &pk, change, meta).await?;
@@ -290,6 +319,10 @@ impl Store {
 
     /// Records a device's reply to an invocation: like [`Store::apply`] without `meta`, and the
     /// record changes only if it belongs to `device`, so one device cannot answer for another.
+    /// The record is written first, so that a reply from a device that does not own the
+    /// invocation is known before its timeline entry is written: it is kept as rejected
+    /// (`INVALID_REPLY`, `WRONG_DEVICE`), never as an answer. A retry after a failed timeline
+    /// write finds the record already showing the change and writes the same entry.
     #[tracing::instrument(skip(self, change), fields(request_id = %id, status = change.status))]
     pub async fn apply_reply(
         &self,
@@ -299,10 +332,24 @@ impl Store {
     ) -> Result<Outcome, StoreError> {
         let key = RecordKey::Invocation(id.clone());
         let pk = key.pk();
-        let new_event = self.put_event(&pk, change).await?;
-        let applied = self
+        let written = self
             .update_record(&key, &pk, change, None, Some(device))
             .await?;
+        let new_event = match &written {
+            Written::Refused { owner: Some(owner) } if owner != device.as_str() => {
+                tracing::warn!(device = %device, "a reply from a device that does not own the invocation");
+                let reason = StatusReason::new(
+                    "WRONG_DEVICE",
+                    Some(format!(
+                        "{device} answered a request sent to another device"
+                    )),
+                );
+                self.put_event(&pk, &StatusChange::rejected_reply(change.at_ms, reason))
+                    .await?
+            }
+            _ => self.put_event(&pk, change).await?,
+        };
+        let applied = written == Written::Applied;
         tracing::debug!(new_event, applied, "reply written");
         Ok(Outcome { new_event, applied })
     }
@@ -425,7 +472,7 @@ impl Store {
         change: &StatusChange,
         meta: Option<&RecordMeta>,
         device_guard: Option<&DeviceId>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Written, StoreError> {
         let mut sets = vec![
             "#status = :status",
             "#source = :source",
@@ -545,7 +592,11 @@ impl Store {
             condition.push_str(" AND #guardDevice = :guardDevice");
             request = request
                 .expression_attribute_names("#guardDevice", "deviceId")
-                .expression_attribute_values(":guardDevice", s(device.as_str()));
+                .expression_attribute_values(":guardDevice", s(device.as_str()))
+                // To tell a reply from another device apart from one that lost the race.
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
         }
         let mut expression = format!("SET {}", sets.join(", "));
         if !removes.is_empty() {
@@ -557,8 +608,18 @@ impl Store {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
+            Ok(_) => Ok(Written::Applied),
+            Err(err) if is_condition_failure(&err) => {
+                let owner = match err.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(failed)) => failed
+                        .item()
+                        .and_then(|item| item.get("deviceId"))
+                        .and_then(|v| v.as_s().ok())
+                        .cloned(),
+                    _ => None,
+                };
+                Ok(Written::Refused { owner })
+            }
             Err(err) => Err(StoreError::dynamo("UpdateItem", err)),
         }
     }

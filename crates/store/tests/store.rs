@@ -588,16 +588,38 @@ async fn a_device_cannot_answer_another_devices_invocation() {
         .await
         .unwrap();
 
+    let again = h
+        .store
+        .apply_reply(&id, &device("dev-1"), &reply)
+        .await
+        .unwrap();
+
     assert!(!intruder.applied);
     assert!(owner.applied);
+    assert!(
+        !again.applied && !again.new_event,
+        "a repeated reply writes nothing"
+    );
+    let record = h.store.invocation(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, "SUCCEEDED");
+    let timeline = record.timeline.unwrap();
+    let entries: Vec<_> = timeline
+        .iter()
+        .map(|e| {
+            (
+                e.status.as_str(),
+                e.status_reason.as_ref().map(|r| r.reason_code.as_str()),
+            )
+        })
+        .collect();
     assert_eq!(
-        h.store
-            .invocation_status(&id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        "SUCCEEDED"
+        entries,
+        [
+            ("PENDING", None),
+            ("INVALID_REPLY", Some("WRONG_DEVICE")),
+            ("SUCCEEDED", None)
+        ],
+        "the intruder's answer is kept as rejected, never as an answer"
     );
 }
 

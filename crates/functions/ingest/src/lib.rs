@@ -29,7 +29,7 @@ use tether_domain::{
     StatusReason,
 };
 use tether_store::{
-    Outcome, PresenceEvent, RecordKey, RecordMeta, StatusChange, Store, StoreError,
+    Outcome, PresenceEvent, RecordKey, RecordMeta, StatusChange, Store, StoreError, INVALID_REPLY,
 };
 
 /// Why an event could not be ingested. Returned to Lambda, which retries it.
@@ -225,17 +225,10 @@ async fn ingest_reply(
         }
         Err(problem) => {
             tracing::warn!(request_id = %topic.request_id, device = %topic.device, error = %problem, "malformed reply kept in the timeline");
-            let change = StatusChange {
-                status: "INVALID_REPLY",
-                phase: Phase::InProgress, // timeline only: never compared
-                source: Source::Device,
-                at_ms: at,
-                reason: Some(StatusReason::new(
-                    "INVALID_REPLY",
-                    Some(describe(&problem.to_string())),
-                )),
-                result: None,
-            };
+            let change = StatusChange::rejected_reply(
+                at,
+                StatusReason::new(INVALID_REPLY, Some(describe(&problem.to_string()))),
+            );
             let new_event = ports
                 .record_event(&RecordKey::Invocation(topic.request_id.clone()), &change)
                 .await?;

@@ -252,7 +252,11 @@ async fn a_store_down_after_the_publish_ends_in_the_504_not_a_503() {
     assert_eq!(body_json(&response)["code"], "DEVICE_TIMEOUT");
     assert!(response.headers().contains_key(header::LOCATION));
     assert_eq!(fake.published.lock().unwrap().len(), 1, "published once");
-    assert_eq!(fake.concluded.lock().unwrap().len(), 1, "the timeout was tried");
+    assert_eq!(
+        fake.concluded.lock().unwrap().len(),
+        1,
+        "the timeout was tried"
+    );
 }
 
 #[tokio::test]

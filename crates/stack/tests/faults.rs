@@ -1,0 +1,524 @@
+//! Faults on the local stack: DynamoDB answering errors, a device-gateway outage with calls in
+//! flight, devices that answer twice, late, for another device's request or with garbage.
+//! Each scenario injects its fault, checks what callers and records show, and restores the
+//! stack for the next one; every failure is reported.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use serde_json::{json, Value};
+use tether_local_iot::link::{Link, Outgoing};
+use tether_stack::dynamo::{set_fault, Fault};
+use tether_stack::Stack;
+
+mod common;
+use common::{Answer, Api};
+
+/// Messages the simulated devices have received so far.
+fn received(stack: &Stack) -> usize {
+    stack.fleet().unwrap().received().len()
+}
+
+/// The request id of the first `method` call `device` received, waiting up to 10 s for it.
+async fn request_received(stack: &Stack, device: &str, method: &str) -> anyhow::Result<String> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = stack
+            .fleet()
+            .unwrap()
+            .received()
+            .into_iter()
+            .find(|r| r.device.as_str() == device && r.method.as_deref() == Some(method));
+        if let Some(found) = found {
+            return Ok(found.id);
+        }
+        ensure!(
+            Instant::now() < until,
+            "{device} never got its {method} request"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `probe` every 100 ms until it returns `Some`, for at most `timeout`.
+async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await? {
+            return Ok(value);
+        }
+        ensure!(Instant::now() < until, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn is_unavailable(answer: &Answer) -> bool {
+    answer.status == 503
+        && answer.body["code"] == "UPSTREAM_UNAVAILABLE"
+        && answer.headers.get("retry-after").is_some()
+        && answer
+            .headers
+            .get("content-type")
+            .is_some_and(|t| t.as_bytes() == b"application/problem+json")
+}
+
+async fn dynamodb_unavailable_before_the_publish_is_a_503_and_nothing_is_sent(
+    api: &Api,
+    stack: &Stack,
+) -> anyhow::Result<()> {
+    let dynamodb = &stack.endpoints.dynamodb;
+    let before = received(stack);
+    let mut wrong = Vec::new();
+
+    // The whole endpoint failing: the presence read already fails.
+    set_fault(dynamodb, Some(&Fault::unavailable(&[]))).await?;
+    let invoke = json!({"method": "unlock", "timeoutMs": 3000});
+    let mut asks = vec![(
+        "POST",
+        "/devices/dev-1/invoke".to_owned(),
+        Some(invoke.clone()),
+    )];
+    for path in [
+        "/invocations/0123456789abcdef0123456789abcdef",
+        "/devices/dev-1",
+        "/devices/dev-1/executions",
+        "/commands/reboot/executions",
+        "/executions/0123456789abcdef0123456789abcdef",
+    ] {
+        asks.push(("GET", path.to_owned(), None));
+    }
+    for (method, path, body) in asks {
+        let answer = api.call(method, &path, body, None).await?;
+        if !is_unavailable(&answer) {
+            wrong.push(format!(
+                "{method} {path} with DynamoDB down: {} {}",
+                answer.status, answer.body
+            ));
+        }
+    }
+
+    // Only the write that creates the record failing: presence reads, then nothing is sent.
+    set_fault(dynamodb, Some(&Fault::unavailable(&["TransactWriteItems"]))).await?;
+    let answer = api
+        .call(
+            "POST",
+            "/devices/dev-1/invoke",
+            Some(invoke.clone()),
+            Some("fault-unlock-1"),
+        )
+        .await?;
+    if !is_unavailable(&answer) {
+        wrong.push(format!(
+            "invoke when the record cannot be created: {} {}",
+            answer.status, answer.body
+        ));
+    }
+    let failed = set_fault(dynamodb, None).await?;
+    ensure!(failed > 0, "the fault failed no DynamoDB request");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(
+        received(stack) == before,
+        "a device got a request that has no record"
+    );
+
+    // The same key once DynamoDB is back: a fresh invocation that the device answers.
+    let answer = api
+        .call(
+            "POST",
+            "/devices/dev-1/invoke",
+            Some(invoke),
+            Some("fault-unlock-1"),
+        )
+        .await?;
+    ensure!(
+        answer.status == 200,
+        "after recovery: {} {}",
+        answer.status,
+        answer.body
+    );
+    ensure!(wrong.is_empty(), "{}", wrong.join("\n"));
+    Ok(())
+}
+
+/// With `operations` failing (all of them when empty), a device's reply cannot be ingested:
+/// the rule's retries fail, the event is dead-lettered, the caller gets its 504; once
+/// DynamoDB is back, a replay of the dead letters completes the record exactly once.
+async fn replies_that_cannot_be_stored_are_dead_lettered_and_a_replay_completes_them(
+    api: &Api,
+    stack: &Stack,
+    operations: &[&str],
+    device: &str,
+) -> anyhow::Result<()> {
+    let iot = stack.iot().unwrap();
+    let dead_before = iot.dead_letters().len();
+    let payload = json!({"door": device, "operations": operations});
+    let path = format!("/devices/{device}/invoke");
+    let call = api.call(
+        "POST",
+        &path,
+        Some(json!({"method": "slow", "payload": payload, "timeoutMs": 4000})),
+        None,
+    );
+    let fault = async {
+        // The device has the request (its record exists); it answers 1.5 s later.
+        request_received(stack, device, "slow").await?;
+        set_fault(
+            &stack.endpoints.dynamodb,
+            Some(&Fault::unavailable(operations)),
+        )
+        .await
+    };
+    let (answer, fault) = tokio::join!(call, fault);
+    fault?;
+    let answer = answer?;
+    let dead = eventually(
+        Duration::from_secs(20),
+        "the reply dead-lettered",
+        || async {
+            let letters = iot.dead_letters();
+            Ok((letters.len() > dead_before).then(|| letters[dead_before..].to_vec()))
+        },
+    )
+    .await;
+    set_fault(&stack.endpoints.dynamodb, None).await?;
+    let dead = dead?;
+
+    ensure!(
+        answer.status == 504 && answer.body["code"] == "DEVICE_TIMEOUT",
+        "the caller gets the timeout, not a 503 or a 500: {} {}",
+        answer.status,
+        answer.body
+    );
+    let id = answer.body["requestId"]
+        .as_str()
+        .context("requestId")?
+        .to_owned();
+    ensure!(
+        dead.iter().any(
+            |l| l["event"]["topic"] == format!("tether/replies/{device}/{id}")
+                && l["attempts"] == 3
+        ),
+        "the reply, tried three times, is in the dead letters: {dead:?}"
+    );
+    let (status, before_replay) = api
+        .send("GET", &format!("/invocations/{id}"), None, None)
+        .await?;
+    ensure!(status == 200, "{before_replay}");
+    ensure!(
+        before_replay["status"] == "PENDING" && before_replay.get("result").is_none(),
+        "the record was not changed by the failed writes: {before_replay}"
+    );
+
+    let replay: Value = stack_replay(stack).await?;
+    let (_, after) = api
+        .send("GET", &format!("/invocations/{id}"), None, None)
+        .await?;
+    let again: Value = stack_replay(stack).await?;
+    let (_, after_again) = api
+        .send("GET", &format!("/invocations/{id}"), None, None)
+        .await?;
+
+    ensure!(
+        replay["delivered"].as_u64() >= Some(1) && replay["failed"] == 0,
+        "{replay}"
+    );
+    ensure!(
+        after["status"] == "SUCCEEDED" && after["result"] == payload,
+        "the device's answer wins after the replay: {after}"
+    );
+    let device_entries = after["timeline"]
+        .as_array()
+        .context("timeline")?
+        .iter()
+        .filter(|e| e["source"] == "device")
+        .count();
+    ensure!(
+        device_entries == 1,
+        "one device entry in the timeline: {after}"
+    );
+    ensure!(again["delivered"] == 0, "nothing left to replay: {again}");
+    ensure!(after_again == after, "a second replay changes nothing");
+    Ok(())
+}
+
+/// `POST /_local/dead-letters/replay` of local-iot.
+async fn stack_replay(stack: &Stack) -> anyhow::Result<Value> {
+    let url = format!("{}/_local/dead-letters/replay", stack.endpoints.iot);
+    Ok(reqwest::Client::new()
+        .post(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+async fn ingest_failures_on_the_record_write_converge_on_replay(
+    api: &Api,
+    stack: &Stack,
+) -> anyhow::Result<()> {
+    // The timeline entry is written, the record update fails: the half a replay must finish.
+    replies_that_cannot_be_stored_are_dead_lettered_and_a_replay_completes_them(
+        api,
+        stack,
+        &["UpdateItem"],
+        "dev-2",
+    )
+    .await
+}
+
+async fn ingest_failures_with_dynamodb_down_converge_on_replay(
+    api: &Api,
+    stack: &Stack,
+) -> anyhow::Result<()> {
+    replies_that_cannot_be_stored_are_dead_lettered_and_a_replay_completes_them(
+        api,
+        stack,
+        &[],
+        "dev-3",
+    )
+    .await
+}
+
+/// Publishes one message as a device-like client that is not one of the simulated devices.
+async fn publish_raw(link: &Link, topic: &str, payload: &[u8]) -> anyhow::Result<()> {
+    link.publish(Outgoing {
+        topic: topic.to_owned(),
+        payload: payload.to_vec().into(),
+        qos: 1,
+        ..Default::default()
+    })
+    .await
+}
+
+async fn devices_that_answer_badly_do_not_change_the_right_answer(
+    api: &Api,
+    stack: &Stack,
+) -> anyhow::Result<()> {
+    let (rogue, _) =
+        Link::connect_as(stack.iot().unwrap().mqtt_addr(), "rogue-device", &[]).await?;
+    let dead_before = stack.iot().unwrap().dead_letters().len();
+    // dev-1 never answers `silent`; the rogue client answers in its place.
+    let call = api.call(
+        "POST",
+        "/devices/dev-1/invoke",
+        Some(json!({"method": "silent", "timeoutMs": 8000})),
+        None,
+    );
+    let misbehave = async {
+        let id = request_received(stack, "dev-1", "silent").await?;
+        let own = format!("tether/replies/dev-1/{id}");
+        // Another device answering dev-1's request, on its own reply topic.
+        publish_raw(
+            &rogue,
+            &format!("tether/replies/dev-2/{id}"),
+            br#"{"status":"SUCCEEDED","result":{"unlocked":"by dev-2"}}"#,
+        )
+        .await?;
+        // Not JSON; a JSON reply of the wrong shape; one nested past any sane depth.
+        publish_raw(&rogue, &own, b"\x00\xffnot json").await?;
+        publish_raw(&rogue, &own, br#"{"status":42,"result":"<script>"}"#).await?;
+        let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+        publish_raw(
+            &rogue,
+            &own,
+            format!(r#"{{"status":"SUCCEEDED","result":{deep}}}"#).as_bytes(),
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The right answer, then the same device answering again, differently.
+        publish_raw(
+            &rogue,
+            &own,
+            br#"{"status":"SUCCEEDED","result":{"unlocked":true}}"#,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        publish_raw(
+            &rogue,
+            &own,
+            br#"{"status":"FAILED","result":{"unlocked":false}}"#,
+        )
+        .await?;
+        anyhow::Ok(id)
+    };
+    let (answer, id) = tokio::join!(call, misbehave);
+    let (answer, id) = (answer?, id?);
+    ensure!(
+        answer.status == 200 && answer.body["result"] == json!({"unlocked": true}),
+        "the caller gets the right answer: {} {}",
+        answer.status,
+        answer.body
+    );
+    ensure!(answer.body["requestId"] == id.as_str(), "{}", answer.body);
+
+    let record = eventually(
+        Duration::from_secs(10),
+        "every message ingested",
+        || async {
+            let (_, record) = api
+                .send("GET", &format!("/invocations/{id}"), None, None)
+                .await?;
+            let entries = record["timeline"].as_array().map_or(0, Vec::len);
+            // PENDING, two rejected replies, the answer, the second answer.
+            Ok((entries >= 5).then_some(record))
+        },
+    )
+    .await?;
+    let timeline = record["timeline"].as_array().context("timeline")?;
+    ensure!(
+        record["status"] == "SUCCEEDED" && record["result"] == json!({"unlocked": true}),
+        "the first final answer stays: {record}"
+    );
+    let rejected: Vec<_> = timeline
+        .iter()
+        .filter(|e| e["status"] == "INVALID_REPLY")
+        .map(|e| e["statusReason"]["reasonCode"].as_str().unwrap_or_default())
+        .collect();
+    ensure!(
+        rejected.contains(&"WRONG_DEVICE") && rejected.contains(&"INVALID_REPLY"),
+        "another device's answer and the wrong-shape reply are recorded as rejected: {record}"
+    );
+    ensure!(
+        timeline
+            .iter()
+            .any(|e| e["status"] == "FAILED" && e["source"] == "device"),
+        "the second answer is kept in the history: {record}"
+    );
+    ensure!(
+        !record.to_string().contains("by dev-2"),
+        "another device's answer changes nothing: {record}"
+    );
+    let dead = stack.iot().unwrap().dead_letters();
+    let unreadable = dead[dead_before..]
+        .iter()
+        .filter(|l| l["topic"] == format!("tether/replies/dev-1/{id}") && l["attempts"] == 0)
+        .count();
+    ensure!(
+        unreadable == 2,
+        "the non-JSON and the too-deep messages are kept with the dead letters: {dead:?}"
+    );
+    rogue.close().await;
+    Ok(())
+}
+
+async fn connected(api: &Api, device: &str) -> anyhow::Result<Option<bool>> {
+    let (status, body) = api
+        .send("GET", &format!("/devices/{device}"), None, None)
+        .await?;
+    Ok((status == 200).then(|| body["connected"] == true))
+}
+
+async fn a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed(
+    api: &Api,
+    stack: &Stack,
+) -> anyhow::Result<()> {
+    let devices = ["dev-1", "dev-2", "dev-3"];
+    let call = |device: &'static str| async move {
+        api.call(
+            "POST",
+            &format!("/devices/{device}/invoke"),
+            Some(json!({"method": "slow", "payload": {"to": device}, "timeoutMs": 2500})),
+            None,
+        )
+        .await
+    };
+    let calls = async {
+        let (a, b, c) = tokio::join!(call("dev-1"), call("dev-2"), call("dev-3"));
+        [a, b, c]
+    };
+    let outage = async {
+        for device in devices {
+            request_received(stack, device, "slow").await?;
+        }
+        // Every device is dropped with its request in hand, before it can answer.
+        let down = stack.iot().unwrap().outage(Duration::from_secs(4));
+        let during = async {
+            eventually(
+                Duration::from_secs(4),
+                "dev-1 recorded as disconnected",
+                || async { Ok((connected(api, "dev-1").await? == Some(false)).then_some(())) },
+            )
+            .await?;
+            api.call(
+                "POST",
+                "/devices/dev-1/invoke",
+                Some(json!({"method": "a"})),
+                None,
+            )
+            .await
+        };
+        let (down, during) = tokio::join!(down, during);
+        down?;
+        during
+    };
+    let (answers, during) = tokio::join!(calls, outage);
+    let during = during?;
+    for (device, answer) in devices.iter().zip(answers) {
+        let answer = answer?;
+        ensure!(
+            answer.status == 504 && answer.body["code"] == "DEVICE_TIMEOUT",
+            "{device}'s call in flight: {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+    ensure!(
+        during.status == 404 && during.body["code"] == "DEVICE_NOT_CONNECTED",
+        "a call during the outage is refused at once: {} {}",
+        during.status,
+        during.body
+    );
+
+    for device in devices {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{device} back"),
+            || async { Ok((connected(api, device).await? == Some(true)).then_some(())) },
+        )
+        .await?;
+        let answer = api
+            .call(
+                "POST",
+                &format!("/devices/{device}/invoke"),
+                Some(json!({"method": "ping", "payload": {"after": device}, "timeoutMs": 5000})),
+                None,
+            )
+            .await?;
+        ensure!(
+            answer.status == 200 && answer.body["result"] == json!({"after": device}),
+            "{device} after the outage: {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tether_keeps_working_and_loses_nothing_under_faults() {
+    let stack = common::start_stack("faults").await;
+    let api = Api::new(&stack.endpoints.api);
+    let mut failures = Vec::new();
+    macro_rules! scenario {
+        ($name:ident) => {
+            if let Err(err) = $name(&api, &stack).await {
+                failures.push(format!("{}: {err:#}", stringify!($name)));
+            }
+            // A failed scenario must not leave its fault behind for the next one.
+            let _ = set_fault(&stack.endpoints.dynamodb, None).await;
+        };
+    }
+    scenario!(dynamodb_unavailable_before_the_publish_is_a_503_and_nothing_is_sent);
+    scenario!(ingest_failures_on_the_record_write_converge_on_replay);
+    scenario!(ingest_failures_with_dynamodb_down_converge_on_replay);
+    scenario!(devices_that_answer_badly_do_not_change_the_right_answer);
+    scenario!(a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed);
+    common::finish(stack, "faults", failures).await;
+}
