@@ -132,6 +132,46 @@ pub fn match_path<'a>(pattern: &str, path: &'a str) -> Option<Vec<&'a str>> {
     Some(captured)
 }
 
+/// Every route of the HTTP API, as `openapi.yaml` declares them (a contract test keeps the
+/// two in step). The function behind the API's default route uses it to tell a method the
+/// path does not take (405) from a path the API does not have (404).
+pub const API_ROUTES: [(Method, &str); 12] = [
+    (Method::POST, "/devices/{deviceId}/invoke"),
+    (Method::GET, "/invocations/{requestId}"),
+    (Method::GET, "/devices/{deviceId}"),
+    (Method::GET, "/devices/{deviceId}/executions"),
+    (Method::GET, "/commands"),
+    (Method::POST, "/commands"),
+    (Method::GET, "/commands/{commandId}"),
+    (Method::PATCH, "/commands/{commandId}"),
+    (Method::DELETE, "/commands/{commandId}"),
+    (Method::GET, "/commands/{commandId}/executions"),
+    (Method::POST, "/commands/{commandId}/executions"),
+    (Method::GET, "/executions/{executionId}"),
+];
+
+/// The answer to a request that no route of the API takes: 405 with an `Allow` header when
+/// the path exists with other methods, else 404 (both problem+json).
+pub fn unrouted(method: &Method, path: &str) -> HttpResponse {
+    let err = match route(&API_ROUTES, method, path) {
+        // The route exists, but was sent to a function that does not serve it.
+        Ok(_) => ApiError::RouteNotFound(format!("{method} {path}")),
+        Err(err) => err,
+    };
+    let mut response = problem(&err);
+    if matches!(err, ApiError::MethodNotAllowed(_)) {
+        let allowed: Vec<&str> = API_ROUTES
+            .iter()
+            .filter(|(_, pattern)| match_path(pattern, path).is_some())
+            .map(|(m, _)| m.as_str())
+            .collect();
+        if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+    }
+    response
+}
+
 /// Finds the route for a request among `(method, pattern)` pairs: `Ok((index, captures))`, or
 /// 405 when the path exists with other methods, or 404.
 pub fn route<'a>(
@@ -269,6 +309,23 @@ mod tests {
                 .status(),
             404
         );
+    }
+
+    #[test]
+    fn requests_no_route_takes_are_a_405_with_allow_or_a_404() {
+        let wrong_method = unrouted(&Method::PUT, "/commands/c-1");
+        let unknown = unrouted(&Method::GET, "/nowhere/x");
+        let misrouted = unrouted(&Method::GET, "/commands");
+
+        assert_eq!(wrong_method.status(), 405);
+        assert_eq!(wrong_method.headers()[header::ALLOW], "GET, PATCH, DELETE");
+        assert_eq!(unknown.status(), 404);
+        assert!(unknown.headers().get(header::ALLOW).is_none());
+        assert_eq!(
+            unknown.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert_eq!(misrouted.status(), 404);
     }
 
     #[test]

@@ -130,6 +130,10 @@ fn template_routes() -> BTreeMap<Route, String> {
             }
             let event = event.as_str().unwrap_or("?");
             let properties = body.get("Properties");
+            if properties.is_some_and(|p| p.get("Path").is_none() && p.get("Method").is_none()) {
+                // The API's default route: checked by its own test.
+                continue;
+            }
             let field = |key| {
                 properties.and_then(|p| text(p, key)).unwrap_or_else(|| {
                     panic!("{TEMPLATE}: {name}.Events.{event} has no plain-text {key}")
@@ -150,32 +154,42 @@ fn template_routes() -> BTreeMap<Route, String> {
     routes
 }
 
-/// The `cargo lambda watch` router, each route with the function that serves it.
-fn router_routes() -> BTreeMap<Route, String> {
+/// The `cargo lambda watch` router: each `(method, path)` with the function that serves it,
+/// and the function of the catch-all entry (no methods), if any.
+fn router() -> (BTreeMap<Route, String>, Vec<(String, String)>) {
     let cargo: toml::Table =
         toml::from_str(&read(CARGO)).unwrap_or_else(|e| panic!("{CARGO} is not valid TOML: {e}"));
     let cargo = toml::Value::Table(cargo);
     let router = ["workspace", "metadata", "lambda", "watch", "router"]
         .iter()
         .try_fold(&cargo, |value, key| value.get(key))
-        .and_then(toml::Value::as_table)
-        .unwrap_or_else(|| panic!("{CARGO} has no [workspace.metadata.lambda.watch.router]"));
+        .and_then(toml::Value::as_array)
+        .unwrap_or_else(|| panic!("{CARGO} has no [workspace.metadata.lambda.watch] router list"));
     let mut routes = BTreeMap::new();
-    for (path, entries) in router {
-        let entries = entries.as_array().unwrap_or_else(|| {
-            panic!("{CARGO}: router entry {path:?} is not a list of {{ method, function }}")
-        });
-        for entry in entries {
-            let field = |key| {
-                entry
-                    .get(key)
-                    .and_then(toml::Value::as_str)
-                    .unwrap_or_else(|| {
-                        panic!("{CARGO}: a router entry of {path:?} has no text `{key}`")
-                    })
-            };
-            let route = (field("method").to_ascii_uppercase(), path.clone());
-            if let Some(other) = routes.insert(route.clone(), field("function").to_owned()) {
+    let mut catch_all = Vec::new();
+    for entry in router {
+        let field = |key| {
+            entry
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .unwrap_or_else(|| panic!("{CARGO}: a router entry has no text `{key}`: {entry}"))
+        };
+        let (path, function) = (field("path"), field("function"));
+        let Some(methods) = entry.get("methods") else {
+            catch_all.push((path.to_owned(), function.to_owned()));
+            continue;
+        };
+        for method in methods.as_array().into_iter().flatten() {
+            let method = method
+                .as_str()
+                .unwrap_or_else(|| panic!("{CARGO}: a method of {path} is not text"));
+            assert_eq!(
+                method,
+                method.to_ascii_uppercase(),
+                "{CARGO}: cargo lambda matches methods as written; {method} never matches"
+            );
+            let route = (method.to_owned(), path.to_owned());
+            if let Some(other) = routes.insert(route.clone(), function.to_owned()) {
                 panic!(
                     "{CARGO}: router {} {} is declared twice (also for {other})",
                     route.0, route.1
@@ -183,7 +197,18 @@ fn router_routes() -> BTreeMap<Route, String> {
             }
         }
     }
-    routes
+    (routes, catch_all)
+}
+
+/// The router's routes of the API: those the template deploys, or that go to another function
+/// than `status` (which answers every other request with a 405 or 404).
+fn router_routes() -> BTreeMap<Route, String> {
+    let template = template_routes();
+    router()
+        .0
+        .into_iter()
+        .filter(|(route, function)| template.contains_key(route) || function != "status")
+        .collect()
 }
 
 #[test]
@@ -306,6 +331,68 @@ fn template_and_watch_router_send_each_route_to_the_same_function() {
         }
     }
     assert!(mismatched.is_empty(), "{}", mismatched.join("\n"));
+}
+
+/// What API Gateway's default route does deployed, the watch router does locally: every
+/// method of a known path the API does not take, and every unknown path, reach `status`.
+#[test]
+fn requests_no_route_takes_reach_status_deployed_and_locally() {
+    let doc: Yaml = serde_norway::from_str(&read(TEMPLATE)).unwrap();
+    let mut defaults = Vec::new();
+    for (name, resource) in doc["Resources"].as_mapping().unwrap() {
+        let events = resource
+            .get("Properties")
+            .and_then(|p| p.get("Events"))
+            .and_then(Yaml::as_mapping);
+        for (_, body) in events.into_iter().flatten() {
+            let properties = &body["Properties"];
+            if text(body, "Type") == Some("HttpApi")
+                && properties.get("Path").is_none()
+                && properties.get("Method").is_none()
+            {
+                defaults.push(name.as_str().unwrap_or("?").to_owned());
+            }
+        }
+    }
+    assert_eq!(
+        defaults,
+        ["StatusFunction"],
+        "{TEMPLATE}: one default route, to StatusFunction"
+    );
+
+    let (routes, catch_all) = router();
+    assert_eq!(
+        catch_all,
+        ["/", "/{*path}"].map(|path| (path.to_owned(), "status".to_owned())),
+        "{CARGO}: the root and the catch-all router entries, to status"
+    );
+    let paths: BTreeSet<&String> = routes.keys().map(|(_, path)| path).collect();
+    let mut missing = Vec::new();
+    for path in paths {
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            if !routes.contains_key(&(method.to_owned(), path.clone())) {
+                missing.push(format!("{method} {path}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{CARGO}: without a router entry, cargo lambda answers these with its own 404 \
+         (send them to status): {missing:?}"
+    );
+}
+
+#[test]
+fn the_route_table_of_the_code_is_the_contracts() {
+    let code: BTreeSet<Route> = tether_adapters::http::API_ROUTES
+        .iter()
+        .map(|(method, path)| (method.to_string(), (*path).to_owned()))
+        .collect();
+    assert_eq!(
+        code,
+        openapi_routes(),
+        "tether_adapters::http::API_ROUTES (405 or 404 for unrouted requests) and {OPENAPI_ROUTES}"
+    );
 }
 
 /// The upper-snake string literals of every `fn code(` match in `error.rs` (`ApiError::code` and

@@ -598,9 +598,71 @@ fn hostile_corpus() -> Vec<Hostile> {
         v("GET", "/devices/dev-1/executions?status=DONE", ""),
         v("GET", "/devices/dev-1/executions?sort=asc", ""),
         v("GET", "/commands?limit=1000", ""),
-        // Not here: a method or path no route has. API Gateway (and, locally, `cargo lambda
-        // watch`) answers those itself with a 404 that is not problem+json, before any function
-        // runs; a catch-all route to a function would make them problem+json too.
+        // Paths the API does not have, and methods a path does not take (the default route).
+        (
+            "GET",
+            "/nowhere".into(),
+            None,
+            String::new(),
+            404,
+            "ROUTE_NOT_FOUND",
+        ),
+        (
+            "POST",
+            "/devices/dev-1/invoke/again".into(),
+            J,
+            "{}".into(),
+            404,
+            "ROUTE_NOT_FOUND",
+        ),
+        (
+            "GET",
+            "/".into(),
+            None,
+            String::new(),
+            404,
+            "ROUTE_NOT_FOUND",
+        ),
+        (
+            "DELETE",
+            invoke.clone(),
+            None,
+            String::new(),
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
+            "GET",
+            invoke.clone(),
+            None,
+            String::new(),
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
+            "PUT",
+            "/commands/hostile-target".into(),
+            J,
+            "{}".into(),
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
+            "POST",
+            "/invocations/0123456789abcdef0123456789abcdef".into(),
+            J,
+            "{}".into(),
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
+            "DELETE",
+            "/commands".into(),
+            None,
+            String::new(),
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
     ]
 }
 

@@ -10,7 +10,7 @@ use std::future::Future;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::Request;
 use serde::Serialize;
-use tether_adapters::http::{internal, json, query_pairs, respond, route, HttpResponse};
+use tether_adapters::http::{internal, json, query_pairs, respond, route, unrouted, HttpResponse};
 use tether_domain::api::{DeviceConnectivity, ExecutionRecord, InvocationRecord, ListQuery, Page};
 use tether_domain::error::Resource;
 use tether_domain::{ApiError, CommandId, DeviceId, ExecutionId, RequestId};
@@ -73,6 +73,10 @@ const ROUTES: [(Method, &str); 5] = [
 /// The Lambda handler.
 #[tracing::instrument(skip_all, fields(path = %request.uri().path()))]
 pub async fn handle(ports: &impl Ports, request: Request) -> HttpResponse {
+    // Behind the API's default route too: whatever no function serves ends here.
+    if route(&ROUTES, request.method(), request.uri().path()).is_err() {
+        return unrouted(request.method(), request.uri().path());
+    }
     respond(query(ports, &request).await)
 }
 
@@ -276,6 +280,11 @@ mod tests {
         assert_eq!(call(&fake, "/invocations/a%2Fb").await.0, 400);
         assert_eq!(call(&fake, "/devices/d+1/executions").await.0, 400);
         assert_eq!(call(&fake, "/nowhere").await.1["code"], "ROUTE_NOT_FOUND");
+        let mut delete = get("/devices/dev-1/invoke");
+        *delete.method_mut() = Method::DELETE;
+        let response = handle(&fake, delete).await;
+        assert_eq!(response.status(), 405, "a method the path does not take");
+        assert_eq!(response.headers()["allow"], "POST");
         let (status, body) = call(&fake, "/executions/e-1").await;
         assert_eq!(
             (status, body["code"].as_str()),
