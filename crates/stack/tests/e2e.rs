@@ -750,6 +750,70 @@ async fn hostile_requests_get_a_stable_4xx_and_nothing_is_sent(
     Ok(())
 }
 
+/// Payloads, results and reply bodies never reach the functions' logs at `info` (the stack runs
+/// them with `RUST_LOG=info`), while the ids that tie a log line to a record do.
+async fn payloads_and_results_stay_out_of_the_info_logs(
+    api: &Api,
+    _: &Stack,
+) -> anyhow::Result<()> {
+    let canary = format!("canary-{}-do-not-log", std::process::id());
+    let (status, invoked) = api
+        .send(
+            "POST",
+            "/devices/dev-3/invoke",
+            Some(json!({"method": "setSecret", "payload": {"secret": canary}, "timeoutMs": 5000})),
+            None,
+        )
+        .await?;
+    ensure!(
+        status == 200 && invoked["result"]["secret"] == canary.as_str(),
+        "{invoked}"
+    );
+    let command = format!("e2e-canary-{}", std::process::id());
+    let (status, created) = api
+        .send(
+            "POST",
+            "/commands",
+            Some(json!({"commandId": command, "payload": {"content": {"method": "echo", "secret": canary}}})),
+            None,
+        )
+        .await?;
+    ensure!(status == 201, "{created}");
+    let (status, started) = api
+        .send(
+            "POST",
+            &format!("/commands/{command}/executions"),
+            Some(json!({"targets": ["dev-3"], "waitMs": 8000})),
+            None,
+        )
+        .await?;
+    ensure!(status == 200, "{started}");
+    let execution = started["executions"][0]["executionId"]
+        .as_str()
+        .context("executionId")?
+        .to_owned();
+    let record = poll_execution(api, &execution, |r| r["result"].is_object()).await?;
+    ensure!(
+        record.to_string().contains(&canary),
+        "the result is kept: {record}"
+    );
+
+    let log = std::fs::read_to_string(common::log_dir("e2e").join("functions.log"))?;
+    let request_id = invoked["requestId"].as_str().context("requestId")?;
+    ensure!(
+        log.contains(request_id) && log.contains(&execution),
+        "the ids are logged (else this check proves nothing)"
+    );
+    ensure!(
+        !log.contains(&canary),
+        "a payload or result reached the info log: {}",
+        log.lines()
+            .find(|l| l.contains(&canary))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
 /// schemathesis (from the venv) drives every operation of `openapi.yaml` against the running
 /// API with examples, boundary values and generated valid and invalid inputs: no 5xx, and
 /// every status code, content type and body is one the contract declares.
@@ -836,6 +900,7 @@ async fn tether_works_end_to_end_on_the_local_stack() {
     scenario!(a_retried_start_with_the_same_key_starts_nothing_new);
     scenario!(a_devices_executions_list_newest_first_with_a_status_filter);
     scenario!(hostile_requests_get_a_stable_4xx_and_nothing_is_sent);
+    scenario!(payloads_and_results_stay_out_of_the_info_logs);
     scenario!(the_running_api_keeps_the_openapi_contract_under_generated_input);
 
     common::finish(stack, "e2e", failures).await;

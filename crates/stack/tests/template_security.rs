@@ -212,5 +212,8 @@ fn every_checkov_suppression_says_why() {
             );
         }
     }
-    assert!(skipped > 0, "no suppressions found: has the Metadata layout changed?");
+    assert!(
+        skipped > 0,
+        "no suppressions found: has the Metadata layout changed?"
+    );
 }
