@@ -39,11 +39,9 @@ struct Args {
     /// Simulated devices (the concurrency-64 and load benchmarks spread their calls over them).
     #[arg(long, default_value_t = 100)]
     devices: usize,
-    /// Also run the load benchmark: 500 calls at once over the devices. Off by default: on the
-    /// local stack it currently leaves `cargo lambda watch` dispatching nothing afterwards
-    /// (see BENCHMARKS.md), so it runs last and alone.
+    /// Skip the load benchmark (500 calls at once over the devices; it runs last).
     #[arg(long)]
-    load: bool,
+    no_load: bool,
     /// Where the release builds of the functions are (the stack builds them there);
     /// `hello-lambda` is taken from beside this program.
     #[arg(long)]
@@ -165,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
             &root,
             &args.functions_dir,
             args.runs.max(1),
-            args.load,
+            !args.no_load,
         )
         .await
     }

@@ -467,7 +467,13 @@ pub struct Delivery {
     /// Wait before the first retry; doubled each time.
     pub backoff: Duration,
     pub dead_letters: DeadLetters,
+    /// Deliveries in flight at once, over all rules. Below the 100 requests `cargo lambda
+    /// watch` queues per function: past that it stops dispatching altogether.
+    in_flight: Arc<Semaphore>,
 }
+
+/// Rule deliveries in flight at once (see [`Delivery`]).
+pub const DELIVERIES_IN_FLIGHT: usize = 64;
 
 impl Delivery {
     pub fn new(
@@ -486,6 +492,7 @@ impl Delivery {
             retries,
             backoff,
             dead_letters,
+            in_flight: Arc::new(Semaphore::new(DELIVERIES_IN_FLIGHT)),
         }
     }
 
@@ -577,9 +584,10 @@ impl Delivery {
 }
 
 /// Evaluates and delivers every message of one rule's subscription, each in its own task
-/// (at most 64 at once per rule), as Lambda's asynchronous invoke would.
+/// (at most [`DELIVERIES_IN_FLIGHT`] at once over all rules), as Lambda's asynchronous invoke
+/// would.
 pub async fn run(rule: Rule, mut messages: mpsc::UnboundedReceiver<Message>, delivery: Delivery) {
-    let limit = Arc::new(Semaphore::new(64));
+    let limit = delivery.in_flight.clone();
     let rule = Arc::new(rule);
     while let Some(message) = messages.recv().await {
         let event = match evaluate(&rule.select, &message.topic, &message.payload, now_ms()) {

@@ -5,11 +5,14 @@
 //! Layout:
 //! - [`dynamo`]: the local DynamoDB endpoint process and the table from `template.yaml`;
 //! - [`functions`]: `cargo lambda watch` and the functions' readiness;
+//! - [`gateway`]: the API port, in front of `cargo lambda watch` as API Gateway is in front of
+//!   the functions;
 //! - [`demo`]: the guided scenario (`make demo` runs it and fails on the first wrong answer).
 
 pub mod demo;
 pub mod dynamo;
 pub mod functions;
+pub mod gateway;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,7 @@ use tether_local_iot::LocalIot;
 
 use crate::dynamo::LocalDynamo;
 use crate::functions::Functions;
+use crate::gateway::Gateway;
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -129,6 +133,7 @@ impl Endpoints {
 pub struct Stack {
     pub endpoints: Endpoints,
     fleet: Option<Fleet>,
+    gateway: Option<Gateway>,
     functions: Option<Functions>,
     iot: Option<LocalIot>,
     dynamo: Option<LocalDynamo>,
@@ -188,30 +193,30 @@ impl Stack {
         )?;
         dynamo.create_table(root, &config.table).await?;
 
-        // The rules must know the functions' port before cargo lambda watch starts.
-        let api_port = match config.api_port {
-            0 => std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .context("finding a free port")?
-                .port(),
-            port => port,
-        };
+        // The rules must know the watcher's port before it starts; the API port is the
+        // gateway's.
+        let watch_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("finding a free port")?
+            .port();
+        let gateway =
+            Gateway::start(config.api_port, &format!("http://127.0.0.1:{watch_port}")).await?;
         tracing::info!("starting local-iot");
         let template =
             std::fs::read_to_string(root.join("template.yaml")).context("reading template.yaml")?;
-        let api = format!("http://127.0.0.1:{api_port}");
         let iot = LocalIot::start(tether_local_iot::Config {
             mqtt_port: config.mqtt_port,
             http_port: config.iot_port,
             rules: rules_from_template(&template)?,
-            lambda_endpoint: api.clone(),
+            // The Lambda Invoke API of the watcher (rules do not go through API Gateway).
+            lambda_endpoint: format!("http://127.0.0.1:{watch_port}"),
             dead_letter_file: Some(config.log_dir.join("dead-letters.jsonl")),
             ..tether_local_iot::Config::default()
         })
         .await?;
 
         let endpoints = Endpoints {
-            api,
+            api: gateway.url(),
             mqtt: format!("mqtt://{}", iot.mqtt_addr()),
             iot: iot.endpoint_url(),
             dynamodb: dynamo.endpoint().to_owned(),
@@ -246,7 +251,7 @@ impl Stack {
         tracing::info!("starting cargo lambda watch");
         let mut functions = Functions::start(
             root,
-            api_port,
+            watch_port,
             &env,
             functions::Serving {
                 reload: config.reload,
@@ -279,6 +284,7 @@ impl Stack {
         Ok(Self {
             endpoints,
             fleet,
+            gateway: Some(gateway),
             functions: Some(functions),
             iot: Some(iot),
             dynamo: Some(dynamo),
@@ -295,10 +301,14 @@ impl Stack {
         self.fleet.as_ref()
     }
 
-    /// Stops the devices, the functions, local-iot and the DynamoDB endpoint, in that order.
+    /// Stops the devices, the API gateway, the functions, local-iot and the DynamoDB endpoint,
+    /// in that order.
     pub async fn shutdown(mut self) {
         if let Some(fleet) = self.fleet.take() {
             fleet.shutdown().await;
+        }
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown().await;
         }
         if let Some(functions) = self.functions.take() {
             let _ = tokio::task::spawn_blocking(move || functions.stop()).await;

@@ -47,6 +47,38 @@ async fn concurrent_calls_to_one_device_each_get_their_own_answer(
     Ok(())
 }
 
+/// More calls at once than `cargo lambda watch` can queue for one function (it deadlocks past
+/// 100 waiting): the stack's gateway keeps the excess, every caller gets its own answer, and
+/// the API still answers afterwards.
+async fn a_burst_of_200_calls_each_get_their_own_answer(
+    api: &Api,
+    _: &Stack,
+) -> anyhow::Result<()> {
+    let calls = (0..200).map(|i| async move {
+        let device = format!("dev-{}", i % 3 + 1);
+        let (status, body) = api
+            .send(
+                "POST",
+                &format!("/devices/{device}/invoke"),
+                Some(json!({"method": "burst", "payload": {"call": i}, "timeoutMs": 20000})),
+                None,
+            )
+            .await?;
+        anyhow::Ok(
+            status == 200 && body["result"] == json!({"call": i}) && body["deviceId"] == device,
+        )
+    });
+    let answers = futures::future::join_all(calls).await;
+    let wrong = answers.iter().filter(|a| !matches!(a, Ok(true))).count();
+    ensure!(
+        wrong == 0,
+        "{wrong} of 200 calls failed or got another call's answer"
+    );
+    let (status, _) = api.send("GET", "/devices/dev-1", None, None).await?;
+    ensure!(status == 200, "the API answers after the burst");
+    Ok(())
+}
+
 async fn an_idempotent_retry_publishes_once_and_returns_the_same_invocation(
     api: &Api,
     stack: &Stack,
@@ -891,6 +923,7 @@ async fn tether_works_end_to_end_on_the_local_stack() {
         };
     }
     scenario!(concurrent_calls_to_one_device_each_get_their_own_answer);
+    scenario!(a_burst_of_200_calls_each_get_their_own_answer);
     scenario!(an_idempotent_retry_publishes_once_and_returns_the_same_invocation);
     scenario!(hostile_names_are_refused_before_any_publish);
     scenario!(the_read_routes_answer_on_the_deployed_paths);

@@ -1,0 +1,152 @@
+//! The local stand-in for API Gateway: the API port of the stack, forwarding every request to
+//! `cargo lambda watch` with at most [`IN_FLIGHT`] of them at the functions at once.
+//!
+//! Why: `cargo lambda watch` (1.9) keeps each function's waiting requests in a channel of 100;
+//! a request that finds it full waits while holding the lock that the function instances need
+//! to take their next request, so every instance and every later request hangs for good. A
+//! load of a few hundred concurrent calls did exactly that. Deployed, Lambda starts an instance
+//! per concurrent request instead; here the excess waits in this gateway, never in the watcher.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::sync::{oneshot, Semaphore};
+use tokio::task::JoinHandle;
+
+/// Requests forwarded at once: below the watcher's per-function queue of 100, whatever the
+/// number of instances, so no function's queue can fill.
+pub const IN_FLIGHT: usize = 96;
+
+/// API Gateway's payload limit.
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// The running gateway. [`Gateway::shutdown`] (or dropping it) stops it.
+pub struct Gateway {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct Upstream {
+    url: String,
+    http: reqwest::Client,
+    permits: Arc<Semaphore>,
+}
+
+impl Gateway {
+    /// Listens on `127.0.0.1:{port}` (0: a free port) and forwards to `upstream`
+    /// (`http://127.0.0.1:{watch port}`).
+    pub async fn start(port: u16, upstream: &str) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .map_err(|e| anyhow::anyhow!("binding the API port {port}: {e}"))?;
+        let addr = listener.local_addr()?;
+        let state = Upstream {
+            url: upstream.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder().no_proxy().build()?,
+            permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+        };
+        let app = Router::new()
+            .fallback(forward)
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(state);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(err) = server.await {
+                tracing::error!(error = %err, "the local API gateway stopped");
+            }
+        });
+        Ok(Self {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:{port}`: the API.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting requests and ends the server.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Headers that belong to one connection, not to the request.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::HOST
+        || name == header::CONTENT_LENGTH
+        || name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str().starts_with("proxy-")
+}
+
+async fn forward(
+    State(upstream): State<Upstream>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(_permit) = upstream.permits.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = upstream
+        .http
+        .request(method, format!("{}{path}", upstream.url))
+        .body(body);
+    for (name, value) in &headers {
+        if !hop_by_hop(name) {
+            request = request.header(name, value);
+        }
+    }
+    let answer = match request.send().await {
+        Ok(answer) => answer,
+        Err(err) => {
+            tracing::warn!(error = %err, "the functions did not answer");
+            return (StatusCode::BAD_GATEWAY, "the functions did not answer").into_response();
+        }
+    };
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let body = match answer.bytes().await {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::warn!(error = %err, "the functions' answer broke off");
+            return (StatusCode::BAD_GATEWAY, "the functions' answer broke off").into_response();
+        }
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    for (name, value) in &headers {
+        if !hop_by_hop(name) {
+            response.headers_mut().append(name, value.clone());
+        }
+    }
+    response
+}
