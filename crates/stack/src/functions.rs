@@ -81,7 +81,7 @@ impl Functions {
         port: u16,
         env: &[(String, String)],
         serving: Serving,
-        log: Stdio,
+        log: std::fs::File,
     ) -> Result<Self, FunctionsError> {
         let venv_bin = root.join(".venv/bin");
         let program = venv_bin.join("cargo-lambda");
@@ -118,8 +118,14 @@ impl Functions {
         }
         let child = command
             .stdin(Stdio::null())
+            // Both streams to the log: the watcher's build output and the functions' last words
+            // when it stops belong there, not on the user's terminal.
+            .stderr(
+                log.try_clone()
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::inherit()),
+            )
             .stdout(log)
-            .stderr(Stdio::inherit())
             .process_group(0)
             .spawn()
             .map_err(|source| FunctionsError::Spawn {

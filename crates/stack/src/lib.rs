@@ -258,7 +258,7 @@ impl Stack {
                 release: config.release,
                 concurrency: config.concurrency,
             },
-            log_file(&config.log_dir, "functions.log")?,
+            File::create(config.log_dir.join("functions.log")).context("creating functions.log")?,
         )?;
         functions.wait_ready(config.ready_timeout).await?;
 

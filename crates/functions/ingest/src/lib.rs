@@ -10,11 +10,15 @@
 //!
 //! Writes are idempotent and order-safe (see `tether_store::records`). A store failure is
 //! returned as an error, so Lambda retries the event and, after its retries, the dead-letter
-//! queue keeps it. A malformed device message is kept in the timeline as `INVALID_REPLY` and
+//! queue keeps it. The dead-letter queue can be fed back (the `RedriveDeadLetters` template
+//! parameter): its messages arrive as an SQS batch, each holding a failed event, and what fails
+//! again is reported back so that it stays in the queue. A malformed device message is kept in the timeline as `INVALID_REPLY` and
 //! acknowledged (retrying cannot mend it). An event this function does not know is an error,
 //! so a misrouted rule shows up in the dead-letter queue instead of vanishing.
 
 use std::future::Future;
+
+use base64::Engine as _;
 
 use serde_json::{json, Value};
 use tether_adapters::commands::CommandsGateway;
@@ -164,9 +168,70 @@ impl Ports for Deps {
     }
 }
 
+/// Handles what Lambda delivers: one rule event, or a batch of dead letters to redrive.
+pub async fn handle(ports: &impl Ports, event: Value) -> Result<Value, IngestError> {
+    match event.get("Records").and_then(Value::as_array) {
+        Some(records) => Ok(redrive(ports, records).await),
+        None => ingest_event(ports, event).await,
+    }
+}
+
+/// The failed event a dead-letter message holds: Lambda's record of an asynchronous invocation
+/// that failed after its retries (the event is its `requestPayload`), or an IoT rule's error
+/// action message (the device's original payload, base64, and the topic). The error action
+/// does not keep the rule's other selected fields, so a reply redriven from it is timed by the
+/// redrive rather than by its arrival.
+pub fn dead_letter_event(body: &str) -> Result<Value, String> {
+    let message: Value =
+        serde_json::from_str(body).map_err(|e| format!("the message is not JSON: {e}"))?;
+    if let Some(event) = message.get("requestPayload").filter(|e| e.is_object()) {
+        return Ok(event.clone());
+    }
+    let (Some(topic), Some(payload)) = (
+        message.get("topic").and_then(Value::as_str),
+        message.get("base64OriginalPayload").and_then(Value::as_str),
+    ) else {
+        return Err("neither a Lambda failure record nor an IoT rule error message".into());
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .map_err(|e| format!("base64OriginalPayload: {e}"))?;
+    let mut event: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("the original payload is not JSON: {e}"))?;
+    let Some(fields) = event.as_object_mut() else {
+        return Err("the original payload is not a JSON object".into());
+    };
+    fields.insert("topic".into(), json!(topic));
+    Ok(event)
+}
+
+/// Ingests each dead letter of an SQS batch; answers the ones that failed again
+/// (`batchItemFailures`), which SQS keeps for a later attempt. Nothing is dropped.
+async fn redrive(ports: &impl Ports, records: &[Value]) -> Value {
+    let mut failed = Vec::new();
+    for record in records {
+        let id = record["messageId"].as_str().unwrap_or_default();
+        let outcome = match dead_letter_event(record["body"].as_str().unwrap_or_default()) {
+            Ok(event) => ingest_event(ports, event)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(problem) => Err(problem),
+        };
+        match outcome {
+            Ok(()) => tracing::info!(message_id = id, "dead letter redriven"),
+            Err(problem) => {
+                tracing::warn!(message_id = id, error = %problem, "dead letter not redriven; it stays in the queue");
+                failed.push(json!({ "itemIdentifier": id }));
+            }
+        }
+    }
+    json!({ "batchItemFailures": failed })
+}
+
 /// Handles one rule event; answers a short summary of what was done.
 #[tracing::instrument(skip_all, fields(topic))]
-pub async fn handle(ports: &impl Ports, event: Value) -> Result<Value, IngestError> {
+async fn ingest_event(ports: &impl Ports, event: Value) -> Result<Value, IngestError> {
     let topic = event
         .get("topic")
         .and_then(Value::as_str)

@@ -9,6 +9,7 @@ const CONNECTED: &str = include_str!("../../../../events/ingest-presence-connect
 const DISCONNECTED: &str = include_str!("../../../../events/ingest-presence-disconnected.json");
 const SUCCEEDED: &str = include_str!("../../../../events/ingest-execution-succeeded.json");
 const TIMED_OUT: &str = include_str!("../../../../events/ingest-execution-timed-out.json");
+const REDRIVE: &str = include_str!("../../../../events/ingest-redrive-sqs.json");
 
 #[derive(Default)]
 struct Fake {
@@ -253,4 +254,70 @@ async fn execution_events_for_targets_tether_cannot_name_are_acknowledged_and_ig
 
     assert!(summary["ignored"].is_string());
     assert!(fake.executions.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn dead_letters_are_redriven_and_what_fails_again_stays_in_the_queue() {
+    let fake = Fake::default();
+
+    let answer = handle(&fake, event(REDRIVE)).await.unwrap();
+
+    // The Lambda failure record's event, and the rule error message's payload and topic.
+    assert_eq!(fake.presence.lock().unwrap().len(), 1);
+    let replies = fake.replies.lock().unwrap();
+    assert_eq!(replies.len(), 1);
+    let (id, device, change) = &replies[0];
+    assert_eq!(
+        (id.as_str(), device.as_str()),
+        ("5f2b7c1e9a4d4b0e8c3a2f1d6e7b8a90", "dev-1")
+    );
+    assert_eq!(change.status, "SUCCEEDED");
+    assert_eq!(change.result, Some(json!({"brightness": 80})));
+    // The message that holds no event is reported, so SQS keeps it.
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "00000003-aaaa-bbbb-cccc-dddddddddddd"}]})
+    );
+}
+
+#[tokio::test]
+async fn a_redrive_while_the_store_still_fails_keeps_every_message() {
+    let fake = Fake {
+        fail: true,
+        ..Fake::default()
+    };
+
+    let answer = handle(&fake, event(REDRIVE)).await.unwrap();
+
+    assert_eq!(
+        answer["batchItemFailures"].as_array().unwrap().len(),
+        3,
+        "{answer}"
+    );
+}
+
+#[test]
+fn dead_letter_messages_that_hold_no_event_are_refused() {
+    for body in [
+        "",
+        "[]",
+        r#"{"topic": "t"}"#,
+        r#"{"topic": "t", "base64OriginalPayload": "***"}"#,
+        r#"{"topic": "t", "base64OriginalPayload": "WzEsMl0="}"#,
+        r#"{"requestPayload": "text"}"#,
+    ] {
+        assert!(dead_letter_event(body).is_err(), "{body:?}");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// Any queue message: an event or a refusal, never a panic.
+    #[test]
+    fn any_dead_letter_message_is_an_event_or_a_refusal(body in ".{0,300}") {
+        let _ = dead_letter_event(&body);
+        let wrapped = format!(r#"{{"topic":"t","base64OriginalPayload":{}}}"#, json!(body));
+        let _ = dead_letter_event(&wrapped);
+    }
 }
