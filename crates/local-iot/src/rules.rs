@@ -496,7 +496,8 @@ impl Delivery {
         }
     }
 
-    async fn invoke_once(&self, function: &str, event: &Value) -> Result<(), String> {
+    /// One synchronous invoke; the function's answer, `null` when it has none.
+    async fn invoke_once(&self, function: &str, event: &Value) -> Result<Value, String> {
         let url = format!(
             "{}/2015-03-31/functions/{function}/invocations",
             self.endpoint
@@ -518,7 +519,8 @@ impl Delivery {
             let body = response.text().await.unwrap_or_default();
             return Err(format!("HTTP {status}: {body}"));
         }
-        Ok(())
+        let body = response.bytes().await.unwrap_or_default();
+        Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
     /// Delivers with retries; what still fails goes to the dead letters.
@@ -527,7 +529,7 @@ impl Delivery {
         let mut last_error = String::new();
         for attempt in 0..=self.retries {
             match self.invoke_once(&rule.function, &event).await {
-                Ok(()) => {
+                Ok(_) => {
                     tracing::debug!(rule = %rule.name, function = %rule.function, topic, attempt, "rule delivered");
                     return;
                 }
@@ -557,14 +559,56 @@ pub struct Replay {
     pub failed: usize,
 }
 
+/// What the deployed dead-letter queue holds for an event a function failed on after Lambda's
+/// retries (the `OnFailure` destination's record), delivered as the queue's event source
+/// mapping delivers it: an SQS batch of one message.
+fn redrive_batch(entry: &Value, message_id: &str) -> Value {
+    let function = entry["function"].as_str().unwrap_or_default();
+    let record = json!({
+        "version": "1.0",
+        "timestamp": tether_domain::clock::rfc3339(entry["at"].as_i64().unwrap_or_else(now_ms)),
+        "requestContext": {
+            "requestId": message_id,
+            "functionArn": format!("arn:aws:lambda:local:000000000000:function:{function}"),
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": entry["attempts"],
+        },
+        "requestPayload": entry["event"],
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": entry["error"]},
+    });
+    json!({"Records": [{
+        "messageId": message_id,
+        "receiptHandle": message_id,
+        "body": record.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:local:000000000000:dead-letters",
+        "awsRegion": "local",
+    }]})
+}
+
 impl Delivery {
-    /// Delivers every dead-lettered event once more, in the order they failed (a redrive of
-    /// the dead-letter queue). What fails again goes back to the dead letters.
+    /// Delivers every dead-lettered event once more, in the order they failed, the way the
+    /// deployed stack redrives its dead-letter queue (`RedriveDeadLetters`): to the function, as
+    /// an SQS message holding Lambda's failure record. A function error, or the message in the
+    /// answer's `batchItemFailures`, puts the event back in the dead letters.
     pub async fn replay_dead_letters(&self) -> Replay {
         let mut replay = Replay::default();
-        for mut entry in self.dead_letters.take_replayable() {
+        for (n, mut entry) in self.dead_letters.take_replayable().into_iter().enumerate() {
             let function = entry["function"].as_str().unwrap_or_default().to_owned();
-            match self.invoke_once(&function, &entry["event"]).await {
+            let message_id = format!("local-{}-{n}", now_ms());
+            let answer = self
+                .invoke_once(&function, &redrive_batch(&entry, &message_id))
+                .await
+                .and_then(|answer| match answer["batchItemFailures"].as_array() {
+                    Some(failed) if !failed.is_empty() => {
+                        Err(format!("the function kept the message: {answer}"))
+                    }
+                    _ => Ok(()),
+                });
+            match answer {
                 Ok(()) => replay.delivered += 1,
                 Err(err) => {
                     replay.failed += 1;

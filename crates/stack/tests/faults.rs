@@ -186,8 +186,14 @@ async fn replies_that_cannot_be_stored_are_dead_lettered_and_a_replay_completes_
         },
     )
     .await;
+    // A redrive while DynamoDB still fails: ingest reports the message, which stays.
+    let too_soon = stack_replay(stack).await;
     set_fault(&stack.endpoints.dynamodb, None).await?;
-    let dead = dead?;
+    let (dead, too_soon) = (dead?, too_soon?);
+    ensure!(
+        too_soon["delivered"] == 0 && too_soon["failed"].as_u64() >= Some(1),
+        "a redrive before the store is back keeps the dead letters: {too_soon}"
+    );
 
     ensure!(
         answer.status == 504 && answer.body["code"] == "DEVICE_TIMEOUT",
