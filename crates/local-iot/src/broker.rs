@@ -79,9 +79,13 @@ impl Broker {
         self.addr
     }
 
-    /// Stops accepting connections, drops every client whose id does not start with
-    /// `keep_prefix`, waits `downtime`, and listens again on the same address.
-    pub async fn outage(&self, keep_prefix: &str, downtime: Duration) -> anyhow::Result<()> {
+    /// Stops accepting connections, drops every client (but those whose id starts with
+    /// `keep_prefix`), waits `downtime`, and listens again on the same address.
+    pub async fn outage(
+        &self,
+        keep_prefix: Option<&str>,
+        downtime: Duration,
+    ) -> anyhow::Result<()> {
         let accepting = std::mem::replace(
             &mut *self.listener.lock().unwrap_or_else(|e| e.into_inner()),
             tokio::spawn(async {}),
@@ -91,7 +95,7 @@ impl Broker {
         let entries: Vec<_> = self.scx.extends.shared().await.iter().collect();
         let mut dropped = 0;
         for mut entry in entries {
-            if entry.id().client_id.starts_with(keep_prefix) {
+            if keep_prefix.is_some_and(|keep| entry.id().client_id.starts_with(keep)) {
                 continue;
             }
             if let Err(err) = entry.kick(true, true, true).await {

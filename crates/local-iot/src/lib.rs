@@ -199,8 +199,16 @@ impl LocalIot {
     /// AWS IoT Core's services do when devices lose the gateway.
     pub async fn outage(&self, downtime: Duration) -> anyhow::Result<()> {
         self.broker
-            .outage(link::INTERNAL_CLIENT_PREFIX, downtime)
+            .outage(Some(link::INTERNAL_CLIENT_PREFIX), downtime)
             .await
+    }
+
+    /// A broker restart: every connection is dropped, the emulator's own included, and new ones
+    /// are refused for `downtime`. The emulator's connections come back by themselves and
+    /// subscribe again; messages published while a consumer was away are lost, as on any
+    /// broker restart without persistent sessions.
+    pub async fn restart_broker(&self, downtime: Duration) -> anyhow::Result<()> {
+        self.broker.outage(None, downtime).await
     }
 
     /// Stops the HTTP server, closes the internal connections and stops the broker.

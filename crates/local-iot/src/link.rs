@@ -124,7 +124,9 @@ impl Link {
                     Err(err) => {
                         tracing::debug!(link = %name, error = %err, "internal link error; reconnecting");
                         tokio::time::sleep(Duration::from_millis(100)).await;
-                        if tx.is_closed() && ready.is_none() {
+                        // A consumer whose receiver is gone has no one to reconnect for; a
+                        // publishing link (no filters) lives until it is closed.
+                        if !filters.is_empty() && tx.is_closed() && ready.is_none() {
                             return;
                         }
                     }

@@ -705,3 +705,35 @@ async fn an_outage_drops_devices_refuses_them_and_lets_them_back() {
     assert!(heard.is_some(), "the device is reachable again");
     iot.shutdown().await;
 }
+
+#[tokio::test]
+async fn after_a_broker_restart_publish_reaches_devices_again() {
+    let iot = start(Config::default()).await;
+    let c = clients(&iot).await;
+    let (_device, mut inbox) = mqtt(&iot, "sensor-3", &["cmd/sensor-3"]).await;
+
+    iot.restart_broker(Duration::from_millis(500))
+        .await
+        .unwrap();
+    // Both the device and the emulator's publisher reconnect; publish until the device hears.
+    let mut heard = None;
+    for n in 0..50 {
+        let published = c
+            .data
+            .publish()
+            .topic("cmd/sensor-3")
+            .payload(Blob::new(format!("{{\"n\":{n}}}")))
+            .send()
+            .await;
+        assert!(published.is_ok(), "Publish answers during the reconnection");
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await
+        {
+            heard = Some(message);
+            break;
+        }
+    }
+
+    assert!(heard.is_some(), "the publisher and the device came back");
+    iot.shutdown().await;
+}

@@ -260,6 +260,32 @@ async fn a_replay_delivers_dead_letters_again_and_keeps_what_fails_again() {
     server.abort();
 }
 
+#[tokio::test]
+async fn rules_deliver_again_after_a_broker_restart() {
+    let (url, mut calls, server) = stub(0).await;
+    let iot = emulator(url, 2).await;
+
+    iot.restart_broker(Duration::from_millis(500))
+        .await
+        .unwrap();
+    // The rule's own connection comes back and subscribes again: publish until it hears.
+    let mut delivered = None;
+    for _ in 0..50 {
+        reply(&iot, br#"{"status":"SUCCEEDED"}"#).await;
+        if let Ok(Some(call)) = tokio::time::timeout(Duration::from_millis(200), calls.recv()).await
+        {
+            delivered = Some(call);
+            break;
+        }
+    }
+
+    let (function, event) = delivered.expect("a rule delivery after the restart");
+    assert_eq!(function, "ingest");
+    assert_eq!(event["requestId"], "r-42");
+    iot.shutdown().await;
+    server.abort();
+}
+
 #[test]
 fn the_projects_template_routes_replies_presence_and_execution_events_to_ingest() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))
