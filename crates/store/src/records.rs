@@ -23,8 +23,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 use tether_domain::api::{ExecutionRecord, InvocationRecord, ListQuery, Page, TimelineEntry};
-use tether_domain::clock::rfc3339;
-use tether_domain::status::{fingerprint, Lifecycle, Precedence};
+use tether_domain::clock::{now_ms, rfc3339};
+use tether_domain::status::{fingerprint, Lifecycle, Precedence, NO_RESPONSE_FROM_DEVICE};
 use tether_domain::topics::TargetKind;
 use tether_domain::{
     CommandId, DeviceId, ExecutionId, MethodName, Phase, RequestId, Source, StatusReason,
@@ -364,6 +364,7 @@ impl Store {
         method: &MethodName,
         request_hash: &str,
         at_ms: i64,
+        deadline_ms: i64,
     ) -> Result<Begin, StoreError> {
         let key = RecordKey::Invocation(id.clone());
         let pk = key.pk();
@@ -386,6 +387,7 @@ impl Store {
             .item("precedence", s(change.precedence().as_str()))
             .item("createdAt", n(at_ms))
             .item("updatedAt", n(at_ms))
+            .item(DEADLINE, n(deadline_ms))
             .item(BY_DEVICE_PK, s(device_partition(device, &key)))
             .item(BY_DEVICE_SK, s(index_sort_key(at_ms, id.as_str())))
             .item(TTL_ATTRIBUTE, self.expires_at(at_ms))
@@ -879,12 +881,20 @@ fn execution_from(
     })
 }
 
+/// The invocation record's attribute holding the caller's deadline (epoch ms).
+const DEADLINE: &str = "deadlineAt";
+
+/// How long past its deadline a PENDING invocation is shown as timed out. `invoke` records
+/// the timeout itself at the deadline; this covers the case where it could not (DynamoDB
+/// unavailable then, or the function stopped), so that no record stays PENDING for good.
+pub const OVERDUE_AFTER_MS: i64 = 5_000;
+
 fn invocation_from(
     item: &Item,
     timeline: Option<Vec<TimelineEntry>>,
 ) -> Result<InvocationRecord, StoreError> {
     let r = Reader::new(item);
-    Ok(InvocationRecord {
+    let mut record = InvocationRecord {
         request_id: r.s("id")?.to_owned(),
         device_id: r.s("deviceId")?.to_owned(),
         method: r.s("method")?.to_owned(),
@@ -894,5 +904,20 @@ fn invocation_from(
         created_at: rfc3339(r.n("createdAt")?),
         completed_at: r.opt_n("completedAt")?.map(rfc3339),
         timeline,
-    })
+    };
+    let pending = tether_domain::InvocationStatus::Pending.as_str();
+    if let Some(deadline) = r.opt_n(DEADLINE)? {
+        if record.status == pending && now_ms() > deadline.saturating_add(OVERDUE_AFTER_MS) {
+            // Read as the timeout `invoke` would have written; a late reply still replaces it.
+            record.status = tether_domain::InvocationStatus::TimedOut
+                .as_str()
+                .to_owned();
+            record.status_reason = Some(StatusReason::new(
+                NO_RESPONSE_FROM_DEVICE,
+                Some("the deadline passed with no answer recorded".into()),
+            ));
+            record.completed_at = Some(rfc3339(deadline));
+        }
+    }
+    Ok(record)
 }

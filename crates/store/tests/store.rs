@@ -538,12 +538,12 @@ async fn begin_invocation_writes_once_and_reports_the_stored_fingerprint() {
 
     let first = h
         .store
-        .begin_invocation(&id, &dev, &method, "hash-a", 1_000)
+        .begin_invocation(&id, &dev, &method, "hash-a", 1_000, i64::MAX)
         .await
         .unwrap();
     let second = h
         .store
-        .begin_invocation(&id, &dev, &method, "hash-b", 2_000)
+        .begin_invocation(&id, &dev, &method, "hash-b", 2_000, i64::MAX)
         .await
         .unwrap();
 
@@ -572,6 +572,7 @@ async fn a_device_cannot_answer_another_devices_invocation() {
             &MethodName::parse("open").unwrap(),
             "h",
             1_000,
+            i64::MAX,
         )
         .await
         .unwrap();
@@ -621,6 +622,44 @@ async fn a_device_cannot_answer_another_devices_invocation() {
         ],
         "the intruder's answer is kept as rejected, never as an answer"
     );
+}
+
+#[tokio::test]
+async fn an_invocation_left_pending_past_its_deadline_reads_as_timed_out_until_a_reply() {
+    let h = harness().await;
+    let now = tether_domain::clock::now_ms();
+    let (overdue, open) = (RequestId::random(), RequestId::random());
+    let method = MethodName::parse("open").unwrap();
+    // No TIMED_OUT was ever written for `overdue` (as when DynamoDB failed at its deadline).
+    for (id, deadline) in [(&overdue, now - 60_000), (&open, now + 60_000)] {
+        h.store
+            .begin_invocation(id, &device("dev-1"), &method, "h", now - 70_000, deadline)
+            .await
+            .unwrap();
+    }
+
+    let timed_out = h.store.invocation(&overdue).await.unwrap().unwrap();
+    let pending = h.store.invocation_status(&open).await.unwrap().unwrap();
+    let late = StatusChange::new(InvocationStatus::Succeeded, Source::Device, now);
+    let outcome = h
+        .store
+        .apply_reply(&overdue, &device("dev-1"), &late)
+        .await
+        .unwrap();
+    let answered = h.store.invocation_status(&overdue).await.unwrap().unwrap();
+
+    assert_eq!(timed_out.status, "TIMED_OUT");
+    assert_eq!(
+        timed_out.status_reason.unwrap().reason_code,
+        "$NO_RESPONSE_FROM_DEVICE"
+    );
+    assert_eq!(
+        timed_out.completed_at,
+        Some(tether_domain::clock::rfc3339(now - 60_000))
+    );
+    assert_eq!(pending.status, "PENDING", "not before its deadline");
+    assert!(outcome.applied, "a late reply still completes it");
+    assert_eq!(answered.status, "SUCCEEDED");
 }
 
 #[tokio::test]

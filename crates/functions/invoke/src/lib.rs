@@ -69,6 +69,7 @@ pub trait Ports: Sync {
         method: &MethodName,
         hash: &str,
         at_ms: i64,
+        deadline_ms: i64,
     ) -> impl Future<Output = Result<Begin, ApiError>> + Send;
     fn publish(&self, request: &DeviceRequest)
         -> impl Future<Output = Result<(), ApiError>> + Send;
@@ -139,9 +140,10 @@ impl Ports for Deps {
         method: &MethodName,
         hash: &str,
         at_ms: i64,
+        deadline_ms: i64,
     ) -> Result<Begin, ApiError> {
         self.store
-            .begin_invocation(id, device, method, hash, at_ms)
+            .begin_invocation(id, device, method, hash, at_ms, deadline_ms)
             .await
             .map_err(store_error)
     }
@@ -230,8 +232,17 @@ async fn invoke(
     if ports.connected(&device).await? != Some(true) {
         return Err(ApiError::DeviceNotConnected(device.to_string()));
     }
+    let at_ms = now_ms();
+    let deadline_ms = at_ms.saturating_add(
+        i64::try_from(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis(),
+        )
+        .unwrap_or(i64::MAX),
+    );
     match ports
-        .begin(&id, &device, &call.method, &hash, now_ms())
+        .begin(&id, &device, &call.method, &hash, at_ms, deadline_ms)
         .await?
     {
         Begin::Created => {

@@ -76,6 +76,7 @@ impl Ports for Fake {
         _: &MethodName,
         hash: &str,
         _: i64,
+        _: i64,
     ) -> Result<Begin, ApiError> {
         self.begun
             .lock()
