@@ -645,6 +645,32 @@ async fn presence_events_and_get_connection_follow_clients() {
     iot.shutdown().await;
 }
 
+/// Publishes on `topic` (iot-data Publish must answer every time) until `inbox` hears a
+/// message, for up to about 10 s: after a reconnection, a device subscribes again only once it
+/// has its CONNACK.
+async fn publish_until_heard(
+    c: &Clients,
+    topic: &str,
+    inbox: &mut UnboundedReceiver<Message>,
+) -> Option<Message> {
+    for n in 0..50 {
+        let published = c
+            .data
+            .publish()
+            .topic(topic)
+            .payload(Blob::new(format!("{{\"n\":{n}}}")))
+            .send()
+            .await;
+        assert!(published.is_ok(), "Publish answers during the reconnection");
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await
+        {
+            return Some(message);
+        }
+    }
+    None
+}
+
 #[tokio::test]
 async fn an_outage_drops_devices_refuses_them_and_lets_them_back() {
     let iot = start(Config::default()).await;
@@ -678,22 +704,7 @@ async fn an_outage_drops_devices_refuses_them_and_lets_them_back() {
     outage.unwrap();
     let (back_topic, _) = next_json(&mut presence).await;
     // The device subscribes again after its CONNACK; publish until it hears.
-    let mut heard = None;
-    for n in 0..50 {
-        c.data
-            .publish()
-            .topic("cmd/sensor-2")
-            .payload(Blob::new(format!("{{\"n\":{n}}}")))
-            .send()
-            .await
-            .unwrap();
-        if let Ok(Some(message)) =
-            tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await
-        {
-            heard = Some(message);
-            break;
-        }
-    }
+    let heard = publish_until_heard(&c, "cmd/sensor-2", &mut inbox).await;
 
     assert_eq!(first, "$aws/events/presence/connected/sensor-2");
     assert_eq!(gone_topic, "$aws/events/presence/disconnected/sensor-2");
@@ -716,23 +727,7 @@ async fn after_a_broker_restart_publish_reaches_devices_again() {
         .await
         .unwrap();
     // Both the device and the emulator's publisher reconnect; publish until the device hears.
-    let mut heard = None;
-    for n in 0..50 {
-        let published = c
-            .data
-            .publish()
-            .topic("cmd/sensor-3")
-            .payload(Blob::new(format!("{{\"n\":{n}}}")))
-            .send()
-            .await;
-        assert!(published.is_ok(), "Publish answers during the reconnection");
-        if let Ok(Some(message)) =
-            tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await
-        {
-            heard = Some(message);
-            break;
-        }
-    }
+    let heard = publish_until_heard(&c, "cmd/sensor-3", &mut inbox).await;
 
     assert!(heard.is_some(), "the publisher and the device came back");
     iot.shutdown().await;
