@@ -1,7 +1,7 @@
 //! AWS IoT Commands as the functions use it: the control plane (aws-sdk-iot) and
 //! StartCommandExecution (aws-sdk-iotjobsdataplane), translated to and from the API's JSON.
 //!
-//! Two value vocabularies meet here (aws-iot-reference.md §4): parameter values are the AWS
+//! Two value vocabularies meet here (docs/aws-iot-reference.md §4): parameter values are the AWS
 //! union `{"S"|"B"|"I"|"L"|"D"|"BIN"|"UL": ...}` on both sides; results come back from
 //! GetCommandExecution with upper-case `S`/`B`/`BIN` and are kept that way.
 
@@ -16,8 +16,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use tether_domain::api::{check_text, CreateCommandRequest, Page, UpdateCommandRequest};
+use tether_domain::clock::excerpt;
 use tether_domain::error::Resource;
-use tether_domain::ApiError;
+use tether_domain::{ApiError, CommandId, CommandScope};
 
 use crate::http::internal;
 use crate::iot::GatewayError;
@@ -48,8 +49,18 @@ where
             what,
             id: id.to_owned(),
         },
-        "ConflictException" => ApiError::Conflict(message),
-        "ValidationException" | "InvalidRequestException" => ApiError::Validation(message),
+        // AWS's own message stays in the log: it names AWS-side ids and wording the API does
+        // not promise.
+        "ConflictException" => {
+            tracing::warn!(operation, aws_message = %excerpt(&message, 200), "AWS IoT: conflict");
+            ApiError::Conflict(format!(
+                "AWS IoT refused {operation}: it conflicts with the current state of {what} {id}"
+            ))
+        }
+        "ValidationException" | "InvalidRequestException" => {
+            tracing::warn!(operation, aws_message = %excerpt(&message, 200), "AWS IoT: invalid request");
+            ApiError::Validation(format!("AWS IoT refused {operation} as invalid"))
+        }
         "ThrottlingException" | "ServiceQuotaExceededException" | "LimitExceededException" => {
             ApiError::Throttled { retry_after_s: 1 }
         }
@@ -165,16 +176,40 @@ fn value_json(v: &CommandParameterValue) -> Value {
     }
 }
 
-/// The command resource operations and StartCommandExecution.
+/// The command resource operations and StartCommandExecution. The API's command ids are
+/// mapped into the deployment's [`CommandScope`] on the way in and out.
 #[derive(Debug, Clone)]
 pub struct CommandsGateway {
     pub iot: aws_sdk_iot::Client,
     pub jobs: aws_sdk_iotjobsdataplane::Client,
+    pub scope: CommandScope,
 }
 
 impl CommandsGateway {
     pub fn new(iot: aws_sdk_iot::Client, jobs: aws_sdk_iotjobsdataplane::Client) -> Self {
-        Self { iot, jobs }
+        Self {
+            iot,
+            jobs,
+            scope: CommandScope::default(),
+        }
+    }
+
+    /// Commands live under `scope` in AWS IoT.
+    pub fn with_scope(mut self, scope: CommandScope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// The AWS IoT id of an API command id (checked again: the handler has parsed it).
+    fn aws_id(&self, id: &str) -> Result<String, ApiError> {
+        self.scope.aws_id(&CommandId::parse(id)?)
+    }
+
+    /// The API id of an AWS IoT command id in the scope (`None` outside it).
+    fn api_id(&self, aws_id: Option<&str>) -> Option<String> {
+        aws_id
+            .and_then(|id| self.scope.api_id(id))
+            .map(CommandId::into_string)
     }
 
     /// CreateCommand: a static payload (JSON as JSON; other content types as base64 text) or a
@@ -186,10 +221,11 @@ impl CommandsGateway {
     ) -> Result<Value, ApiError> {
         check_text("displayName", request.display_name.as_deref(), 64)?;
         check_text("description", request.description.as_deref(), 2028)?;
+        let aws_id = self.aws_id(id)?;
         let mut call = self
             .iot
             .create_command()
-            .command_id(id)
+            .command_id(&aws_id)
             .set_display_name(request.display_name.clone())
             .set_description(request.description.clone());
         match (&request.payload, &request.payload_template) {
@@ -271,7 +307,7 @@ impl CommandsGateway {
             .send()
             .await
             .map_err(|e| api_error("CreateCommand", e, Resource::Command, id))?;
-        Ok(json!({ "commandId": out.command_id(), "commandArn": out.command_arn() }))
+        Ok(json!({ "commandId": self.api_id(out.command_id()), "commandArn": out.command_arn() }))
     }
 
     /// GetCommand, in the API's shape.
@@ -279,12 +315,12 @@ impl CommandsGateway {
         let out = self
             .iot
             .get_command()
-            .command_id(id)
+            .command_id(self.aws_id(id)?)
             .send()
             .await
             .map_err(|e| api_error("GetCommand", e, Resource::Command, id))?;
         let mut command = json!({
-            "commandId": out.command_id(),
+            "commandId": self.api_id(out.command_id()),
             "commandArn": out.command_arn(),
             "deprecated": out.deprecated().unwrap_or(false),
             "pendingDeletion": out.pending_deletion().unwrap_or(false),
@@ -357,12 +393,14 @@ impl CommandsGateway {
                     other => other,
                 },
             )?;
+        // ListCommands has no id filter: the account's other commands are left out here.
         let items = out
             .commands()
             .iter()
-            .map(|c| {
+            .filter_map(|c| Some((self.api_id(c.command_id())?, c)))
+            .map(|(id, c)| {
                 without_nulls(json!({
-                    "commandId": c.command_id(),
+                    "commandId": id,
                     "commandArn": c.command_arn(),
                     "displayName": c.display_name(),
                     "deprecated": c.deprecated().unwrap_or(false),
@@ -388,7 +426,7 @@ impl CommandsGateway {
         let out = self
             .iot
             .update_command()
-            .command_id(id)
+            .command_id(self.aws_id(id)?)
             .set_display_name(request.display_name.clone())
             .set_description(request.description.clone())
             .set_deprecated(request.deprecated)
@@ -396,7 +434,7 @@ impl CommandsGateway {
             .await
             .map_err(|e| api_error("UpdateCommand", e, Resource::Command, id))?;
         Ok(without_nulls(json!({
-            "commandId": out.command_id(),
+            "commandId": self.api_id(out.command_id()),
             "displayName": out.display_name(),
             "description": out.description(),
             "deprecated": out.deprecated().unwrap_or(false),
@@ -409,7 +447,7 @@ impl CommandsGateway {
         let out = self
             .iot
             .delete_command()
-            .command_id(id)
+            .command_id(self.aws_id(id)?)
             .send()
             .await
             .map_err(|e| api_error("DeleteCommand", e, Resource::Command, id))?;
@@ -453,7 +491,7 @@ impl CommandsGateway {
     }
 
     /// The result of an execution (GetCommandExecution with `includeResult`), in the HTTP API's
-    /// upper-case shape; `None` when it has none.
+    /// upper-case shape; `None` when it has none or AWS IoT no longer has the execution.
     pub async fn result(
         &self,
         execution_id: &str,
@@ -466,8 +504,24 @@ impl CommandsGateway {
             .target_arn(target_arn)
             .include_result(true)
             .send()
-            .await
-            .map_err(|e| GatewayError::from_sdk("GetCommandExecution", e))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            // An execution AWS IoT no longer has (deleted, or past its retention) has no result
+            // to fetch, now or on a retry.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                tracing::warn!(
+                    execution = execution_id,
+                    "GetCommandExecution: no such execution; recorded without a result"
+                );
+                return Ok(None);
+            }
+            Err(err) => return Err(GatewayError::from_sdk("GetCommandExecution", err)),
+        };
         Ok(out.result().filter(|r| !r.is_empty()).map(|result| {
             Value::Object(
                 result

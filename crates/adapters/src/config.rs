@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use tether_domain::topics::InvokeTopics;
+use tether_domain::CommandScope;
 
 /// How `invoke` decides that a device is offline before publishing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub struct Config {
     pub connectivity: ConnectivityCheck,
     /// `RETENTION_DAYS` (default 30): how long records are kept.
     pub retention: Duration,
+    /// `COMMAND_ID_PREFIX` (default empty): where Tether's commands live in AWS IoT.
+    pub commands: CommandScope,
 }
 
 impl Config {
@@ -78,11 +81,17 @@ impl Config {
                     })?
             }
         };
+        let commands = CommandScope::new(&lookup("COMMAND_ID_PREFIX").unwrap_or_default())
+            .map_err(|e| ConfigError::Invalid {
+                name: "COMMAND_ID_PREFIX",
+                problem: e.to_string(),
+            })?;
         Ok(Self {
             table,
             topics,
             connectivity,
             retention: Duration::from_secs(retention_days * 24 * 3600),
+            commands,
         })
     }
 }
@@ -116,5 +125,8 @@ mod tests {
         assert!(bad_prefix.to_string().contains("TOPIC_PREFIX"));
         assert!(from(&[("TABLE_NAME", "t"), ("CONNECTIVITY_CHECK", "maybe")]).is_err());
         assert!(from(&[("TABLE_NAME", "t"), ("RETENTION_DAYS", "0")]).is_err());
+        assert!(from(&[("TABLE_NAME", "t"), ("COMMAND_ID_PREFIX", "a/b")]).is_err());
+        let scoped = from(&[("TABLE_NAME", "t"), ("COMMAND_ID_PREFIX", "tether-")]).unwrap();
+        assert_eq!(scoped.commands.prefix(), "tether-");
     }
 }

@@ -225,6 +225,21 @@ pub fn idempotency_key(request: &Request) -> Result<Option<&str>, ApiError> {
     }
 }
 
+/// Who called, as API Gateway's IAM authorizer saw it (the caller's ARN); empty where the API
+/// has no authorizer (the local stack). Ids and client tokens derived from an
+/// `Idempotency-Key` include it, so two callers who pick the same key never share a request.
+pub fn caller(request: &Request) -> String {
+    match request.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => context
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.iam.as_ref())
+            .and_then(|iam| iam.user_arn.clone())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
 /// Hex SHA-256 of the parts, each prefixed by its length so that no two lists collide: request
 /// fingerprints, and ids and client tokens derived from an `Idempotency-Key`.
 pub fn digest(parts: &[&str]) -> String {
@@ -262,6 +277,30 @@ pub fn header_text<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_caller_is_the_iam_principal_or_nobody() {
+        use lambda_http::aws_lambda_events::event::apigw::{
+            ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
+            ApiGatewayV2httpRequestContext,
+        };
+        let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
+        iam.user_arn = Some("arn:aws:iam::123456789012:user/alice".into());
+        let mut authorizer = ApiGatewayRequestAuthorizer::default();
+        authorizer.iam = Some(iam);
+        let mut context = ApiGatewayV2httpRequestContext::default();
+        context.authorizer = Some(authorizer);
+        let signed = Request::new(Body::Empty)
+            .with_request_context(lambda_http::request::RequestContext::ApiGatewayV2(context));
+
+        assert_eq!(caller(&signed), "arn:aws:iam::123456789012:user/alice");
+        assert_eq!(caller(&Request::new(Body::Empty)), "");
+        assert_ne!(
+            digest(&["idempotency", &caller(&signed), "dev-1", "k"]),
+            digest(&["idempotency", "", "dev-1", "k"]),
+            "the same key from two callers is two requests"
+        );
+    }
 
     #[test]
     fn paths_match_patterns_and_capture_ids() {

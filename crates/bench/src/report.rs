@@ -178,7 +178,8 @@ impl Report {
 
 /// One event per binary for the cold-start benchmark, each handled with real I/O against the
 /// local stack where the function has any: a presence read (invoke, for a device never seen),
-/// a record read (status), a GetCommand (commands), a conditional write (ingest).
+/// a record read (status), a GetCommand (commands), a conditional write (ingest), a batch of
+/// dead letters (redrive).
 pub fn cold_start_events(root: &Path) -> anyhow::Result<Vec<(&'static str, Value)>> {
     let read = |name: &str| -> anyhow::Result<Value> {
         let text = std::fs::read_to_string(root.join("events").join(name))
@@ -237,5 +238,6 @@ pub fn cold_start_events(root: &Path) -> anyhow::Result<Vec<(&'static str, Value
             )?,
         ),
         ("ingest", presence),
+        ("redrive", read("ingest-redrive-sqs.json")?),
     ])
 }

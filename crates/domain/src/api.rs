@@ -1,4 +1,4 @@
-//! The HTTP API's shapes (see ARCHITECTURE "HTTP API") and limits.
+//! The HTTP API's shapes (see docs/ARCHITECTURE.md "HTTP API") and limits.
 //!
 //! Requests are parsed into `*Request` types that refuse unknown fields, then checked into
 //! validated forms by `validate()`, whose errors name the field at fault.

@@ -27,9 +27,49 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// How far ahead of Tether's clock an event's timestamp may be. AWS IoT's and Lambda's clocks
+/// agree to well under a second; anything further ahead did not come from them and would, if
+/// stored, outrank every genuine event that follows (the newest event wins).
+pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// Whether an event time is one Tether may order by: not before the epoch and not more than
+/// [`MAX_FUTURE_SKEW_MS`] ahead of `now`.
+pub fn plausible(at_ms: i64, now: i64) -> bool {
+    at_ms >= 0 && at_ms <= now.saturating_add(MAX_FUTURE_SKEW_MS)
+}
+
+/// Text from outside (a device, an event, an AWS error) made safe for one log line: control
+/// characters dropped, at most `max` characters, with `…` when cut.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(max).collect();
+    if text.chars().filter(|c| !c.is_control()).nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_times_near_now_are_plausible() {
+        let now = 1_795_456_800_000;
+        assert!(plausible(now, now));
+        assert!(plausible(now + MAX_FUTURE_SKEW_MS, now));
+        assert!(plausible(0, now));
+        assert!(!plausible(now + MAX_FUTURE_SKEW_MS + 1, now));
+        assert!(!plausible(999_999_999_999_999, now));
+        assert!(!plausible(-1, now));
+    }
+
+    #[test]
+    fn excerpts_are_short_single_lines() {
+        assert_eq!(excerpt("a\nb\u{7}c", 10), "abc");
+        assert_eq!(excerpt("abcdef", 3), "abc…");
+        assert_eq!(excerpt("abc", 3), "abc");
+        assert_eq!(excerpt(&"é".repeat(1000), 5).chars().count(), 6);
+    }
 
     #[test]
     fn rfc3339_always_shows_milliseconds_in_utc() {

@@ -54,6 +54,10 @@ pub enum ApiError {
     /// Too many requests (429).
     #[error("too many requests; retry after {retry_after_s} s")]
     Throttled { retry_after_s: u32 },
+    /// A target of a fan-out was not started: the request's time budget ran out before its
+    /// turn (503, per target). A retry with the same `Idempotency-Key` starts only these.
+    #[error("not started: the request ran out of time before this target's turn; retry with the same Idempotency-Key to start it")]
+    NotStarted,
     /// A dependency (DynamoDB, AWS IoT) is unavailable (503).
     #[error("a dependency is unavailable; retry after {retry_after_s} s")]
     UpstreamUnavailable { retry_after_s: u32 },
@@ -123,7 +127,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => 415,
             ApiError::Throttled { .. } => 429,
             ApiError::Internal => 500,
-            ApiError::UpstreamUnavailable { .. } => 503,
+            ApiError::UpstreamUnavailable { .. } | ApiError::NotStarted => 503,
             ApiError::DeviceTimeout { .. } | ApiError::ExecutionsPending { .. } => 504,
         }
     }
@@ -145,6 +149,7 @@ impl ApiError {
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::Throttled { .. } => "THROTTLED",
             ApiError::UpstreamUnavailable { .. } => "UPSTREAM_UNAVAILABLE",
+            ApiError::NotStarted => "NOT_STARTED",
             ApiError::Internal => "INTERNAL",
         }
     }
@@ -154,6 +159,7 @@ impl ApiError {
         match self {
             ApiError::Throttled { retry_after_s }
             | ApiError::UpstreamUnavailable { retry_after_s } => Some(*retry_after_s),
+            ApiError::NotStarted => Some(1),
             _ => None,
         }
     }

@@ -146,6 +146,63 @@ id_type!(
     RequestId, "requestId", 64, "[a-zA-Z0-9_-]", b"_-"
 );
 
+/// Where Tether's commands live in the account's AWS IoT Commands: the API's `commandId` is
+/// stored in AWS IoT as `{prefix}{commandId}` (`COMMAND_ID_PREFIX`, the template's
+/// `CommandIdPrefix`), so the commands role can be scoped to `command/{prefix}*` and Tether
+/// never lists, changes or records the account's other commands. An empty prefix maps ids
+/// unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandScope {
+    prefix: String,
+}
+
+impl CommandScope {
+    /// Longest prefix: it takes from the 64 characters of an AWS command id.
+    pub const MAX_PREFIX: usize = 20;
+
+    /// A prefix of at most [`Self::MAX_PREFIX`] characters of `[a-zA-Z0-9_-]`.
+    pub fn new(prefix: &str) -> Result<Self, IdError> {
+        if prefix.is_empty() {
+            return Ok(Self::default());
+        }
+        Rule {
+            kind: "command id prefix",
+            max: Self::MAX_PREFIX,
+            allowed: "[a-zA-Z0-9_-]",
+            extra: b"_-",
+        }
+        .check(prefix)?;
+        Ok(Self {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The AWS IoT command id of an API command id; an id that would be too long for AWS
+    /// with the prefix is refused (400).
+    pub fn aws_id(&self, id: &CommandId) -> Result<String, crate::ApiError> {
+        let aws = format!("{}{id}", self.prefix);
+        if aws.len() > 64 {
+            return Err(crate::ApiError::Validation(format!(
+                "commandId must be at most {} characters (64 less the deployment's {}-character command id prefix)",
+                64 - self.prefix.len(),
+                self.prefix.len()
+            )));
+        }
+        Ok(aws)
+    }
+
+    /// The API command id of an AWS IoT command id; `None` for a command outside the scope.
+    pub fn api_id(&self, aws_id: &str) -> Option<CommandId> {
+        aws_id
+            .strip_prefix(&self.prefix)
+            .and_then(|id| CommandId::parse(id).ok())
+    }
+}
+
 impl RequestId {
     /// A fresh random request id: 32 lower-case hex digits (a v4 UUID without dashes).
     pub fn random() -> Self {
@@ -215,6 +272,27 @@ mod tests {
         }
         assert!(MethodName::parse("setLight_v2-beta").is_ok());
         assert!(CommandId::parse("m".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn a_command_scope_maps_ids_both_ways_and_keeps_out_what_is_not_its_own() {
+        let scope = CommandScope::new("tether-").unwrap();
+        let id = CommandId::parse("reboot").unwrap();
+        assert_eq!(scope.aws_id(&id).unwrap(), "tether-reboot");
+        assert_eq!(scope.api_id("tether-reboot"), Some(id));
+        assert_eq!(scope.api_id("reboot"), None, "another team's command");
+        assert_eq!(scope.api_id("tether-"), None);
+        assert!(scope
+            .aws_id(&CommandId::parse("m".repeat(57)).unwrap())
+            .is_ok());
+        assert!(scope
+            .aws_id(&CommandId::parse("m".repeat(58)).unwrap())
+            .is_err());
+        let open = CommandScope::new("").unwrap();
+        assert_eq!(open.api_id("reboot").unwrap().as_str(), "reboot");
+        for bad in ["a/b", "a b", &"p".repeat(21)] {
+            assert!(CommandScope::new(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -21,5 +21,5 @@ pub mod status;
 pub mod topics;
 
 pub use error::{ApiError, Problem};
-pub use ids::{CommandId, DeviceId, ExecutionId, IdError, MethodName, RequestId};
+pub use ids::{CommandId, CommandScope, DeviceId, ExecutionId, IdError, MethodName, RequestId};
 pub use status::{ExecutionStatus, InvocationStatus, Phase, Source, StatusReason};

@@ -2,7 +2,7 @@
 //!
 //! Two vocabularies share one ordering:
 //! - [`ExecutionStatus`], the AWS IoT Commands statuses, with the machine of
-//!   `aws-iot-reference.md` §2.3 ([`check_transition`]);
+//!   `docs/aws-iot-reference.md` §2.3 ([`check_transition`]);
 //! - [`InvocationStatus`], the direct-invocation statuses (PENDING, then a device answer or
 //!   Tether's own timeout).
 //!

@@ -1,5 +1,5 @@
 //! AWS IoT Commands, emulated: command resources, executions, the device topics, timeouts and
-//! execution events, as `aws-iot-reference.md` §2 describes them.
+//! execution events, as `docs/aws-iot-reference.md` §2 describes them.
 //!
 //! State lives in memory behind one mutex. Nothing is held across an `.await`: each operation
 //! changes the state, collects the MQTT messages it implies, and publishes them afterwards.

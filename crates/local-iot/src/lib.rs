@@ -1,5 +1,5 @@
 //! `local-iot`: a local AWS IoT Core emulator, so Tether runs and is tested on one offline
-//! machine. What it must match is in `aws-iot-reference.md`.
+//! machine. What it must match is in `docs/aws-iot-reference.md`.
 //!
 //! Layout:
 //! - [`broker`]: the embedded MQTT 5 broker (rmqtt) and its connect/disconnect hooks;
@@ -43,6 +43,9 @@ pub struct Config {
     pub account: Account,
     /// The rules to run (see [`rules::rules_from_template`]).
     pub rules: Vec<Rule>,
+    /// The function a replay of the dead letters goes to (see
+    /// [`rules::redrive_function_from_template`]); `None`: the function that failed.
+    pub redrive_function: Option<String>,
     /// Where the functions' Lambda Invoke API is (`cargo lambda watch`: `http://127.0.0.1:9000`).
     pub lambda_endpoint: String,
     /// Rule delivery retries after the first attempt, and the first wait between them.
@@ -62,6 +65,7 @@ impl Default for Config {
             http_port: 0,
             account: Account::default(),
             rules: Vec::new(),
+            redrive_function: None,
             lambda_endpoint: "http://127.0.0.1:9000".into(),
             rule_retries: 2,
             rule_backoff: Duration::from_secs(1),
@@ -128,7 +132,8 @@ impl LocalIot {
             config.rule_retries,
             config.rule_backoff,
             dead_letters.clone(),
-        );
+        )
+        .with_redrive_function(config.redrive_function.clone());
         for (i, rule) in config.rules.into_iter().enumerate() {
             let (link, messages) = Link::connect(
                 mqtt,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tether_local_iot::aws::Account;
-use tether_local_iot::rules::rules_from_template;
+use tether_local_iot::rules::{redrive_function_from_template, rules_from_template};
 use tether_local_iot::{Config, LocalIot};
 
 /// A local AWS IoT Core for developing and testing Tether offline: an MQTT 5 broker, the AWS
@@ -25,16 +25,15 @@ struct Args {
     /// HTTP port on 127.0.0.1 for the AWS REST operations (0 picks a free port).
     #[arg(long, env = "LOCAL_IOT_HTTP_PORT", default_value_t = 4566)]
     http_port: u16,
-    /// SAM template whose functions' IoTRule events become topic rules.
-    #[arg(long, env = "LOCAL_IOT_TEMPLATE")]
+    /// SAM template whose topic rules (and functions' IoTRule events) run; they need
+    /// --lambda-endpoint.
+    #[arg(long, env = "LOCAL_IOT_TEMPLATE", requires = "lambda_endpoint")]
     template: Option<PathBuf>,
-    /// The Lambda Invoke API that rules deliver to (cargo lambda watch).
-    #[arg(
-        long,
-        env = "LOCAL_IOT_LAMBDA_ENDPOINT",
-        default_value = "http://127.0.0.1:9000"
-    )]
-    lambda_endpoint: String,
+    /// The Lambda Invoke API that rules deliver to (cargo lambda watch, e.g.
+    /// http://127.0.0.1:9001). No default: a standalone emulator delivers nowhere unless told,
+    /// so it never feeds another stack's functions by accident.
+    #[arg(long, env = "LOCAL_IOT_LAMBDA_ENDPOINT")]
+    lambda_endpoint: Option<String>,
     /// Retries of a failed rule delivery (Lambda's asynchronous invoke retries twice).
     #[arg(long, default_value_t = 2)]
     rule_retries: u32,
@@ -65,13 +64,16 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let rules = match &args.template {
+    let (rules, redrive_function) = match &args.template {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            rules_from_template(&text)?
+            (
+                rules_from_template(&text)?,
+                redrive_function_from_template(&text)?,
+            )
         }
-        None => Vec::new(),
+        None => (Vec::new(), None),
     };
     let iot = LocalIot::start(Config {
         mqtt_port: args.mqtt_port,
@@ -81,7 +83,8 @@ async fn main() -> anyhow::Result<()> {
             id: args.account_id,
         },
         rules,
-        lambda_endpoint: args.lambda_endpoint,
+        redrive_function,
+        lambda_endpoint: args.lambda_endpoint.unwrap_or_default(),
         rule_retries: args.rule_retries,
         rule_backoff: Duration::from_millis(args.rule_backoff_ms),
         dead_letter_file: args.dead_letter_file,

@@ -4,7 +4,8 @@
 //! (as `cargo lambda watch` serves it), asynchronously, with retries and a dead-letter log.
 //!
 //! SQL subset (anything else is refused when the rules are loaded, never silently ignored):
-//! `SELECT <items> FROM '<topic filter>'`, where an item is `*`, `topic() AS name`, `topic(n) AS name`,
+//! `SELECT <items> FROM '<topic filter>'`, where an item is `*`, `encode(*, 'base64') AS name`
+//! (the whole payload, whatever it is, as base64 text), `topic() AS name`, `topic(n) AS name`,
 //! `timestamp() AS name`, `'text' AS name`, or a payload field path `a.b [AS name]`.
 
 use std::collections::HashMap;
@@ -32,6 +33,10 @@ pub enum RuleError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Select {
     All,
+    /// `encode(*, 'base64')`: the payload's bytes as base64 text.
+    EncodedPayload {
+        alias: String,
+    },
     Topic {
         level: usize,
         alias: String,
@@ -131,6 +136,10 @@ pub fn parse_sql(rule: &str, sql: &str) -> Result<(Vec<Select>, String), RuleErr
         };
         let parsed = if expr == "*" {
             Select::All
+        } else if lower.replace(' ', "") == "encode(*,'base64')" {
+            Select::EncodedPayload {
+                alias: need_alias(&expr)?,
+            }
         } else if lower.replace(' ', "") == "topic()" {
             Select::FullTopic {
                 alias: need_alias(&expr)?,
@@ -189,6 +198,11 @@ pub fn evaluate(select: &[Select], topic: &str, payload: &[u8], now: i64) -> Res
                 Some(object) => out.extend(object.clone()),
                 None => return Err("SELECT * needs a JSON object payload".into()),
             },
+            Select::EncodedPayload { alias } => {
+                use base64::Engine as _;
+                let text = base64::engine::general_purpose::STANDARD.encode(payload);
+                out.insert(alias.clone(), json!(text));
+            }
             Select::Topic { level, alias } => {
                 if let Some(value) = levels.get(level - 1) {
                     out.insert(alias.clone(), json!(value));
@@ -402,6 +416,49 @@ pub fn rules_from_template(template: &str) -> Result<Vec<Rule>, RuleError> {
     Ok(rules)
 }
 
+/// The function that consumes the dead-letter queue: the one an `AWS::Lambda::EventSourceMapping`
+/// of the template names (`FunctionName: !Ref X`), by its binary name. `None` when the template
+/// has no such mapping (dead letters are then replayed to the function that failed on them).
+pub fn redrive_function_from_template(template: &str) -> Result<Option<String>, RuleError> {
+    let doc: serde_norway::Value =
+        serde_norway::from_str(template).map_err(|e| RuleError::Template(e.to_string()))?;
+    let Some(serde_norway::Value::Mapping(resources)) = doc.get("Resources") else {
+        return Ok(None);
+    };
+    for (_, resource) in resources {
+        if resource.get("Type").and_then(|t| t.as_str()) != Some("AWS::Lambda::EventSourceMapping")
+        {
+            continue;
+        }
+        let target = match resource
+            .get("Properties")
+            .and_then(|p| p.get("FunctionName"))
+        {
+            Some(serde_norway::Value::Tagged(tagged)) if tagged.tag == "Ref" => {
+                tagged.value.as_str().map(str::to_owned)
+            }
+            Some(serde_norway::Value::Mapping(map)) => {
+                map.get("Ref").and_then(|r| r.as_str()).map(str::to_owned)
+            }
+            _ => None,
+        };
+        let Some(target) = target else { continue };
+        let function = resources.get(target.as_str()).ok_or_else(|| {
+            RuleError::Template(format!(
+                "the event source mapping names {target}, which is not a resource"
+            ))
+        })?;
+        let binary = function
+            .get("Metadata")
+            .and_then(|m| m.get("BuildProperties"))
+            .and_then(|b| b.get("Binary"))
+            .and_then(|b| b.as_str())
+            .unwrap_or(target.as_str());
+        return Ok(Some(binary.to_owned()));
+    }
+    Ok(None)
+}
+
 /// What could not be delivered, kept in memory (for `GET /_local/dead-letters`) and appended
 /// as JSON lines to a file when one is configured.
 #[derive(Debug, Clone, Default)]
@@ -467,6 +524,9 @@ pub struct Delivery {
     /// Wait before the first retry; doubled each time.
     pub backoff: Duration,
     pub dead_letters: DeadLetters,
+    /// Where a replay sends the dead letters (see [`redrive_function_from_template`]); `None`:
+    /// back to the function that failed on each.
+    pub redrive_function: Option<String>,
     /// Deliveries in flight at once, over all rules. Below the 100 requests `cargo lambda
     /// watch` queues per function: past that it stops dispatching altogether.
     in_flight: Arc<Semaphore>,
@@ -492,8 +552,15 @@ impl Delivery {
             retries,
             backoff,
             dead_letters,
+            redrive_function: None,
             in_flight: Arc::new(Semaphore::new(DELIVERIES_IN_FLIGHT)),
         }
+    }
+
+    /// Replays go to `function` (the dead-letter queue's consumer).
+    pub fn with_redrive_function(mut self, function: Option<String>) -> Self {
+        self.redrive_function = function;
+        self
     }
 
     /// One synchronous invoke; the function's answer, `null` when it has none.
@@ -597,7 +664,10 @@ impl Delivery {
     pub async fn replay_dead_letters(&self) -> Replay {
         let mut replay = Replay::default();
         for (n, mut entry) in self.dead_letters.take_replayable().into_iter().enumerate() {
-            let function = entry["function"].as_str().unwrap_or_default().to_owned();
+            let function = match &self.redrive_function {
+                Some(function) => function.clone(),
+                None => entry["function"].as_str().unwrap_or_default().to_owned(),
+            };
             let message_id = format!("local-{}-{n}", now_ms());
             let answer = self
                 .invoke_once(&function, &redrive_batch(&entry, &message_id))
@@ -678,6 +748,56 @@ mod tests {
                 path: vec!["a".into(), "b".into()],
                 alias: "b".into()
             }
+        );
+    }
+
+    #[test]
+    fn the_payload_can_be_selected_whole_as_base64_whatever_it_is() {
+        let sql = "SELECT encode(*, 'base64') AS payload, topic() AS topic, timestamp() AS receivedAt FROM 'tether/replies/+/+'";
+        let (select, _) = parse_sql("r", sql).unwrap();
+
+        for payload in [
+            &br#"{"topic":"spoofed","receivedAt":1,"Records":[]}"#[..],
+            b"\xff\x00 not json",
+            b"",
+        ] {
+            let out = evaluate(&select, "tether/replies/dev-1/r1", payload, 7).unwrap();
+            use base64::Engine as _;
+            let expected = base64::engine::general_purpose::STANDARD.encode(payload);
+            assert_eq!(
+                out,
+                json!({"payload": expected, "topic": "tether/replies/dev-1/r1", "receivedAt": 7}),
+                "the payload's own fields never reach the top level"
+            );
+        }
+        assert!(
+            parse_sql("r", "SELECT encode(*, 'base64') FROM 'a'").is_err(),
+            "needs AS"
+        );
+        assert!(parse_sql("r", "SELECT encode(*, 'hex') AS p FROM 'a'").is_err());
+    }
+
+    #[test]
+    fn the_redrive_function_is_the_event_source_mappings() {
+        let template = r#"
+Resources:
+  RedriveFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: redrive
+  DeadLetterRedrive:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      FunctionName: !Ref RedriveFunction
+"#;
+        assert_eq!(
+            redrive_function_from_template(template).unwrap().as_deref(),
+            Some("redrive")
+        );
+        assert_eq!(
+            redrive_function_from_template("Resources: {}").unwrap(),
+            None
         );
     }
 

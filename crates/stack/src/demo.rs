@@ -42,12 +42,7 @@ impl Demo {
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Call> {
         let url = format!("{}{path}", self.api);
-        match &body {
-            Some(body) => self.say(&format!(
-                "  $ curl -s -X {method} {url} -H 'content-type: application/json' -d '{body}'"
-            )),
-            None => self.say(&format!("  $ curl -s {url}")),
-        }
+        self.say(&curl_line(method, &url, body.as_ref()));
         let request = match method {
             "GET" => self.http.get(&url),
             "PATCH" => self.http.patch(&url).json(&body.unwrap_or(Value::Null)),
@@ -295,5 +290,41 @@ impl Demo {
 
         self.say("\nDemo passed.");
         Ok(())
+    }
+}
+
+/// A shell line that makes the same call, quoted so that it can be pasted as it is (a `&` in
+/// a query string would otherwise send the command to the background).
+fn curl_line(method: &str, url: &str, body: Option<&Value>) -> String {
+    let quote = |text: &str| format!("'{}'", text.replace('\'', r"'\''"));
+    match body {
+        Some(body) => format!(
+            "  $ curl -s -X {method} {} -H 'content-type: application/json' -d {}",
+            quote(url),
+            quote(&body.to_string())
+        ),
+        None => format!("  $ curl -s {}", quote(url)),
+    }
+}
+
+#[cfg(test)]
+mod curl_tests {
+    use super::*;
+
+    #[test]
+    fn printed_curl_lines_paste_into_a_shell_as_they_are() {
+        assert_eq!(
+            curl_line(
+                "GET",
+                "http://127.0.0.1:9000/executions?status=SUCCEEDED&limit=2",
+                None
+            ),
+            "  $ curl -s 'http://127.0.0.1:9000/executions?status=SUCCEEDED&limit=2'"
+        );
+        let body = serde_json::json!({"note": "it's"});
+        assert_eq!(
+            curl_line("POST", "http://h/x", Some(&body)),
+            r#"  $ curl -s -X POST 'http://h/x' -H 'content-type: application/json' -d '{"note":"it'\''s"}'"#
+        );
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! `cargo lambda watch` runs each function with `cargo run --bin NAME`, which resolves features
 //! for that package alone; [`prebuild`] builds each binary the same way first, so the first
-//! request does not wait for a compile. The watcher runs in its own process group, and
-//! [`Functions::stop`] ends the whole group (the watcher and the function processes).
+//! request does not wait for a compile. The watcher runs in a process group of its own, led by
+//! a guard shell: [`Functions::stop`] ends the whole group (the watcher and the function
+//! processes), and the guard ends it too when the process that started it is gone.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// The function binaries.
-pub const FUNCTIONS: [&str; 4] = ["invoke", "ingest", "status", "commands"];
+/// The function binaries (`redrive` consumes the dead-letter queue).
+pub const FUNCTIONS: [&str; 5] = ["invoke", "ingest", "redrive", "status", "commands"];
 
 /// Why the functions could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -46,20 +47,53 @@ pub struct Serving {
     pub concurrency: usize,
 }
 
-/// Builds each function binary as `cargo lambda watch` will run it.
-pub fn prebuild(root: &Path, release: bool) -> Result<(), FunctionsError> {
+/// Removes what `cargo run` / `cargo test` set for the process that started the stack from a
+/// nested cargo's environment. Build scripts (ring's, among others) rerun when
+/// `CARGO_MANIFEST_DIR` changes, and everything above them (rustls, hyper, the AWS SDK) is
+/// rebuilt after them: left in, every `make run` and `make test` would rebuild the others'
+/// artefacts, back and forth.
+pub fn clear_cargo_run_env(command: &mut Command) {
+    const SET_BY_CARGO_RUN: [&str; 8] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "CARGO_TARGET_TMPDIR",
+        "OUT_DIR",
+    ];
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if SET_BY_CARGO_RUN.contains(&name)
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_")
+        {
+            command.env_remove(name);
+        }
+    }
+}
+
+/// Builds each function binary as `cargo lambda watch` will run it. Dropping the future (the
+/// stack stopped while it starts) kills the build.
+pub async fn prebuild(root: &Path, release: bool) -> Result<(), FunctionsError> {
     for bin in FUNCTIONS {
         let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
         command
             .current_dir(root)
             .args(["build", "--quiet", "--bin", bin]);
+        clear_cargo_run_env(&mut command);
         if release {
             command.arg("--release");
         }
-        let status = command.status().map_err(|source| FunctionsError::Spawn {
-            what: format!("cargo build --bin {bin}"),
-            source,
-        })?;
+        let status = tokio::process::Command::from(command)
+            .kill_on_drop(true)
+            .status()
+            .await
+            .map_err(|source| FunctionsError::Spawn {
+                what: format!("cargo build --bin {bin}"),
+                source,
+            })?;
         if !status.success() {
             return Err(FunctionsError::Build(bin.to_owned()));
         }
@@ -70,9 +104,23 @@ pub fn prebuild(root: &Path, release: bool) -> Result<(), FunctionsError> {
 /// The running watcher.
 #[derive(Debug)]
 pub struct Functions {
+    /// The guard shell, leader of the process group that holds the watcher and the functions.
     child: Child,
+    /// Its standard input, never written: when this process ends, however it ends, the pipe
+    /// closes and the guard stops the whole group.
+    _lifeline: Option<std::process::ChildStdin>,
     api: String,
 }
+
+/// Runs the watcher (`"$@"`) in the background of a shell that leads the process group, and
+/// ends the group when the shell's standard input closes: when the stack stops, or when the
+/// process that started it is gone (killed with SIGKILL, say), which no signal handler sees.
+/// The shell exits with the watcher.
+const GUARD: &str = r#"exec 3<&0
+"$@" </dev/null 3<&- &
+watcher=$!
+{ trap '' TERM; read -r _ <&3; kill -TERM 0; sleep 3; kill -KILL 0; } &
+wait "$watcher""#;
 
 impl Functions {
     /// Starts `cargo lambda watch` on `127.0.0.1:{port}` with `env` for the functions.
@@ -96,7 +144,13 @@ impl Functions {
             }
             None => venv_bin.clone().into_os_string(),
         };
-        let mut command = Command::new(&program);
+        let mut command = Command::new("sh");
+        clear_cargo_run_env(&mut command);
+        command
+            .arg("-c")
+            .arg(GUARD)
+            .arg("tether-functions")
+            .arg(&program);
         command.current_dir(root).env("PATH", path).args([
             "lambda",
             "watch",
@@ -116,8 +170,8 @@ impl Functions {
         for (key, value) in env {
             command.arg("--env-var").arg(format!("{key}={value}"));
         }
-        let child = command
-            .stdin(Stdio::null())
+        let mut child = command
+            .stdin(Stdio::piped())
             // Both streams to the log: the watcher's build output and the functions' last words
             // when it stops belong there, not on the user's terminal.
             .stderr(
@@ -132,8 +186,10 @@ impl Functions {
                 what: program.display().to_string(),
                 source,
             })?;
+        let lifeline = child.stdin.take();
         Ok(Self {
             child,
+            _lifeline: lifeline,
             api: format!("http://127.0.0.1:{port}"),
         })
     }
@@ -219,6 +275,11 @@ impl Functions {
             }
         }
         Ok(())
+    }
+
+    /// How the watcher ended, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Ends the watcher and every function process (its process group): TERM, then KILL.

@@ -8,6 +8,7 @@
 //! per concurrent request instead; here the excess waits in this gateway, never in the watcher.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -25,15 +26,19 @@ pub const IN_FLIGHT: usize = 96;
 /// API Gateway's payload limit.
 const MAX_BODY: usize = 10 * 1024 * 1024;
 
-/// The running gateway. [`Gateway::shutdown`] (or dropping it) stops it.
+/// The running gateway. [`Gateway::shutdown`] (or dropping it) stops it. Until
+/// [`Gateway::open`], every request is answered 503 problem+json with `Retry-After`: the
+/// functions are still being built or started.
 pub struct Gateway {
     addr: SocketAddr,
+    open: Arc<AtomicBool>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
 #[derive(Clone)]
 struct Upstream {
+    open: Arc<AtomicBool>,
     url: String,
     http: reqwest::Client,
     permits: Arc<Semaphore>,
@@ -47,7 +52,9 @@ impl Gateway {
             .await
             .map_err(|e| anyhow::anyhow!("binding the API port {port}: {e}"))?;
         let addr = listener.local_addr()?;
+        let open = Arc::new(AtomicBool::new(false));
         let state = Upstream {
+            open: open.clone(),
             url: upstream.trim_end_matches('/').to_owned(),
             http: reqwest::Client::builder().no_proxy().build()?,
             permits: Arc::new(Semaphore::new(IN_FLIGHT)),
@@ -67,9 +74,15 @@ impl Gateway {
         });
         Ok(Self {
             addr,
+            open,
             stop: Some(stop),
             task,
         })
+    }
+
+    /// From now on requests go to the functions.
+    pub fn open(&self) {
+        self.open.store(true, Ordering::Release);
     }
 
     /// `http://127.0.0.1:{port}`: the API.
@@ -92,6 +105,26 @@ impl Drop for Gateway {
     }
 }
 
+/// The answer while the stack starts: what a deployed API would say of a dependency that is
+/// not there yet.
+fn starting() -> Response {
+    let problem = serde_json::json!({
+        "type": "urn:tether:problem:upstream-unavailable",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "the local stack is starting (the functions are being built); retry shortly",
+        "code": "UPSTREAM_UNAVAILABLE",
+    });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, problem.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    response
+}
+
 /// Headers that belong to one connection, not to the request.
 fn hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
@@ -112,6 +145,9 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if !upstream.open.load(Ordering::Acquire) {
+        return starting();
+    }
     let Ok(_permit) = upstream.permits.acquire().await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
@@ -149,4 +185,46 @@ async fn forward(
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::*;
+
+    #[tokio::test]
+    async fn while_the_stack_starts_every_request_is_a_503_problem_with_retry_after() {
+        // Port 9 on loopback: nothing listens there, like functions still being built.
+        let gateway = Gateway::start(0, "http://127.0.0.1:9").await.unwrap();
+        let http = reqwest::Client::new();
+
+        let starting = http
+            .post(format!("{}/devices/dev-1/invoke", gateway.url()))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        gateway.open();
+        let opened = http
+            .get(format!("{}/invocations/x", gateway.url()))
+            .send()
+            .await
+            .unwrap();
+
+        assert_eq!(starting.status(), 503);
+        assert_eq!(starting.headers()["retry-after"], "5");
+        assert_eq!(
+            starting.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: serde_json::Value = starting.json().await.unwrap();
+        assert_eq!(problem["code"], "UPSTREAM_UNAVAILABLE");
+        assert_eq!(
+            opened.status(),
+            502,
+            "once open, requests go to the functions"
+        );
+        gateway.shutdown().await;
+    }
 }

@@ -3,25 +3,25 @@
 //! functions under `cargo lambda watch` on the deployed API paths, and simulated devices.
 //!
 //! Layout:
-//! - [`dynamo`]: the local DynamoDB endpoint process and the table from `template.yaml`;
+//! - [`dynamo`]: the local DynamoDB endpoint (`tether-local-dynamodb`, in process) and the
+//!   table from `template.yaml`;
 //! - [`functions`]: `cargo lambda watch` and the functions' readiness;
 //! - [`gateway`]: the API port, in front of `cargo lambda watch` as API Gateway is in front of
 //!   the functions;
 //! - [`demo`]: the guided scenario (`make demo` runs it and fails on the first wrong answer).
 
 pub mod demo;
-pub mod dynamo;
+pub use tether_local_dynamodb as dynamo;
 pub mod functions;
 pub mod gateway;
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use tether_device::{Behaviours, Fleet, FleetConfig};
-use tether_local_iot::rules::rules_from_template;
+use tether_local_iot::rules::{redrive_function_from_template, rules_from_template};
 use tether_local_iot::LocalIot;
 
 use crate::dynamo::LocalDynamo;
@@ -51,7 +51,7 @@ pub struct StackConfig {
     pub release: bool,
     /// Instances of each function that may serve requests at once.
     pub concurrency: usize,
-    /// Logs of the parts go here (functions.log, dynamodb.log, dead-letters.jsonl).
+    /// Logs of the parts go here (functions.log, dead-letters.jsonl).
     pub log_dir: PathBuf,
     /// How long the first start may take (it compiles the functions).
     pub ready_timeout: Duration,
@@ -118,6 +118,7 @@ impl Endpoints {
              export AWS_ENDPOINT_URL_IOT_DATA_PLANE={iot}\n\
              export AWS_ENDPOINT_URL_IOT_JOBS_DATA_PLANE={iot}\n\
              export AWS_REGION=us-east-1\n\
+             export AWS_DEFAULT_REGION=us-east-1\n\
              export AWS_ACCESS_KEY_ID=local\n\
              export AWS_SECRET_ACCESS_KEY=local\n",
             api = self.api,
@@ -172,25 +173,24 @@ async fn wait_connected(
     Ok(())
 }
 
-fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
-    let file = File::create(dir.join(name))
-        .with_context(|| format!("creating {}", dir.join(name).display()))?;
-    Ok(Stdio::from(file))
-}
-
 impl Stack {
     /// Starts every part and returns once each answers.
     pub async fn start(config: StackConfig) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.log_dir)
             .with_context(|| format!("creating {}", config.log_dir.display()))?;
+        // A previous run's file would say "ready" while this one is still starting.
+        let env_file = config.log_dir.join("stack.env");
+        match std::fs::remove_file(&env_file) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("removing {}", env_file.display()))
+            }
+        }
         let root = config.root.as_path();
 
         tracing::info!("starting the local DynamoDB endpoint");
-        let dynamo = LocalDynamo::start(
-            root,
-            config.dynamo_port,
-            log_file(&config.log_dir, "dynamodb.log")?,
-        )?;
+        let dynamo = LocalDynamo::from_env_or_start(config.dynamo_port)?;
         dynamo.create_table(root, &config.table).await?;
 
         // The rules must know the watcher's port before it starts; the API port is the
@@ -208,6 +208,7 @@ impl Stack {
             mqtt_port: config.mqtt_port,
             http_port: config.iot_port,
             rules: rules_from_template(&template)?,
+            redrive_function: redrive_function_from_template(&template)?,
             // The Lambda Invoke API of the watcher (rules do not go through API Gateway).
             lambda_endpoint: format!("http://127.0.0.1:{watch_port}"),
             dead_letter_file: Some(config.log_dir.join("dead-letters.jsonl")),
@@ -224,15 +225,13 @@ impl Stack {
         };
 
         tracing::info!("building the functions (the first time takes a few minutes)");
-        let built = {
-            let (root, release) = (config.root.clone(), config.release);
-            tokio::task::spawn_blocking(move || functions::prebuild(&root, release)).await?
-        };
-        built?;
+        functions::prebuild(&config.root, config.release).await?;
         let env: Vec<(String, String)> = [
             ("TABLE_NAME", endpoints.table.as_str()),
             ("TOPIC_PREFIX", "tether"),
             ("CONNECTIVITY_CHECK", "presence"),
+            // The template's default CommandIdPrefix: the API's ids map into AWS IoT as there.
+            ("COMMAND_ID_PREFIX", "tether-"),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "local"),
             ("AWS_SECRET_ACCESS_KEY", "local"),
@@ -261,6 +260,7 @@ impl Stack {
             File::create(config.log_dir.join("functions.log")).context("creating functions.log")?,
         )?;
         functions.wait_ready(config.ready_timeout).await?;
+        gateway.open();
 
         let fleet = if config.devices > 0 {
             tracing::info!(count = config.devices, "connecting simulated devices");
@@ -299,6 +299,20 @@ impl Stack {
     /// The simulated devices, if any.
     pub fn fleet(&self) -> Option<&Fleet> {
         self.fleet.as_ref()
+    }
+
+    /// Waits until a part of the stack stops by itself (`cargo lambda watch` exiting, the
+    /// DynamoDB endpoint's thread ending) and says which; never returns while all run.
+    pub async fn part_stopped(&mut self) -> String {
+        loop {
+            if let Some(status) = self.functions.as_mut().and_then(Functions::exited) {
+                return format!("cargo lambda watch (the functions) exited with {status}");
+            }
+            if self.dynamo.as_ref().is_some_and(|d| !d.is_running()) {
+                return "the local DynamoDB endpoint stopped".into();
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Stops the devices, the API gateway, the functions, local-iot and the DynamoDB endpoint,

@@ -14,7 +14,7 @@ use tether_stack::{Stack, StackConfig};
 #[derive(Debug, Parser)]
 #[command(name = "tether-local", version)]
 struct Args {
-    /// Repository root (template.yaml, scripts/, .venv/).
+    /// Repository root (template.yaml, .venv/).
     #[arg(long, default_value = ".")]
     root: PathBuf,
     /// API port (the functions, on the deployed paths).
@@ -38,6 +38,27 @@ struct Args {
     /// Run the demo scenario once and exit (non-zero if a step fails).
     #[arg(long)]
     demo: bool,
+    /// Serve without running the guided demo first.
+    #[arg(long, conflicts_with = "demo")]
+    no_demo: bool,
+    /// Where this stack keeps its env file and logs (relative to --root). A second stack
+    /// beside a running one needs a folder of its own.
+    #[arg(long, default_value = ".local")]
+    state_dir: PathBuf,
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM: to this process or to its process group.
+async fn stop_signal() -> &'static str {
+    let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    }
 }
 
 #[tokio::main]
@@ -60,34 +81,59 @@ async fn main() -> anyhow::Result<()> {
     config.reload = !args.no_reload && !args.demo;
     config.ready_timeout = Duration::from_secs(900);
 
-    let stack = Stack::start(config).await?;
+    config.log_dir = root.join(&args.state_dir);
+    let state_dir = config.log_dir.clone();
+
+    // Signals are handled from the start: stopped while it starts (a build can take minutes),
+    // the stack drops what it has started, and every process of it ends.
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let mut stack = tokio::select! {
+        started = Stack::start(config) => started?,
+        signal = &mut stop => {
+            eprintln!("{signal} while starting: stopped");
+            return Ok(());
+        }
+    };
     let e = stack.endpoints.clone();
     println!("\nTether is running locally.");
     println!("  API            {}", e.api);
     println!("  MQTT           {}", e.mqtt);
     println!("  AWS IoT (local-iot) {}", e.iot);
     println!("  DynamoDB       {}  table {}", e.dynamodb, e.table);
-    println!(
-        "  env file       {}",
-        root.join(".local/stack.env").display()
-    );
-    println!("  logs           {}", root.join(".local").display());
+    println!("  env file       {}", state_dir.join("stack.env").display());
+    println!("  logs           {}", state_dir.display());
 
-    let outcome = Demo::new(&e.api).run().await;
-    if args.demo {
-        stack.shutdown().await;
-        return outcome;
-    }
-    if let Err(err) = &outcome {
-        eprintln!("\nThe demo did not pass: {err:#}");
+    if !args.no_demo {
+        let demo = Demo::new(&e.api);
+        let outcome = tokio::select! {
+            outcome = demo.run() => outcome,
+            signal = &mut stop => {
+                println!("{signal}: stopping…");
+                stack.shutdown().await;
+                return Ok(());
+            }
+        };
+        if args.demo {
+            stack.shutdown().await;
+            return outcome;
+        }
+        if let Err(err) = &outcome {
+            eprintln!("\nThe demo did not pass: {err:#}");
+        }
     }
     println!("\nready — serving until Ctrl-C");
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    println!("stopping…");
+    let failed = tokio::select! {
+        signal = &mut stop => {
+            println!("{signal}: stopping…");
+            None
+        }
+        part = stack.part_stopped() => Some(part),
+    };
     stack.shutdown().await;
-    Ok(())
+    match failed {
+        // A part that dies stops the stack, and says so.
+        Some(part) => anyhow::bail!("{part}; the stack is stopped"),
+        None => Ok(()),
+    }
 }

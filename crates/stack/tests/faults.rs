@@ -168,11 +168,13 @@ async fn replies_that_cannot_be_stored_are_dead_lettered_and_a_replay_completes_
     let fault = async {
         // The device has the request (its record exists); it answers 1.5 s later.
         request_received(stack, device, "slow").await?;
-        set_fault(
-            &stack.endpoints.dynamodb,
-            Some(&Fault::unavailable(operations)),
+        anyhow::Ok(
+            set_fault(
+                &stack.endpoints.dynamodb,
+                Some(&Fault::unavailable(operations)),
+            )
+            .await?,
         )
-        .await
     };
     let (answer, fault) = tokio::join!(call, fault);
     fault?;
@@ -373,8 +375,8 @@ async fn devices_that_answer_badly_do_not_change_the_right_answer(
                 .send("GET", &format!("/invocations/{id}"), None, None)
                 .await?;
             let entries = record["timeline"].as_array().map_or(0, Vec::len);
-            // PENDING, two rejected replies, the answer, the second answer.
-            Ok((entries >= 5).then_some(record))
+            // PENDING, four rejected replies, the answer, the second answer.
+            Ok((entries >= 7).then_some(record))
         },
     )
     .await?;
@@ -389,8 +391,10 @@ async fn devices_that_answer_badly_do_not_change_the_right_answer(
         .map(|e| e["statusReason"]["reasonCode"].as_str().unwrap_or_default())
         .collect();
     ensure!(
-        rejected.contains(&"WRONG_DEVICE") && rejected.contains(&"INVALID_REPLY"),
-        "another device's answer and the wrong-shape reply are recorded as rejected: {record}"
+        rejected.iter().filter(|r| **r == "WRONG_DEVICE").count() == 1
+            && rejected.iter().filter(|r| **r == "INVALID_REPLY").count() == 3,
+        "another device's answer and the three unusable replies (not JSON, wrong shape, too \
+         deep) are recorded as rejected: {record}"
     );
     ensure!(
         timeline
@@ -402,14 +406,156 @@ async fn devices_that_answer_badly_do_not_change_the_right_answer(
         !record.to_string().contains("by dev-2"),
         "another device's answer changes nothing: {record}"
     );
+    // Malformed device input is a fact, acknowledged once: nothing is retried or parked.
     let dead = stack.iot().unwrap().dead_letters();
-    let unreadable = dead[dead_before..]
-        .iter()
-        .filter(|l| l["topic"] == format!("tether/replies/dev-1/{id}") && l["attempts"] == 0)
-        .count();
     ensure!(
-        unreadable == 2,
-        "the non-JSON and the too-deep messages are kept with the dead letters: {dead:?}"
+        dead.len() == dead_before,
+        "no dead letter for a device's bad messages: {:?}",
+        &dead[dead_before..]
+    );
+    rogue.close().await;
+    Ok(())
+}
+
+/// The payloads a compromised device could publish on its own reply topic to speak for
+/// others (issue 19): a forged dead-letter batch, a payload naming another topic and a
+/// far-future time, an execution event, an answer to another device's request. None changes
+/// anything the device does not own, and none is retried.
+async fn a_hostile_device_changes_nothing_it_does_not_own(
+    api: &Api,
+    stack: &Stack,
+) -> anyhow::Result<()> {
+    let iot = stack.iot().unwrap();
+    let dead_before = iot.dead_letters().len();
+    ensure!(
+        connected(api, "dev-2").await? == Some(true),
+        "the victim is connected to begin with"
+    );
+    let (rogue, _) = Link::connect_as(iot.mqtt_addr(), "rogue-3", &[]).await?;
+    let victim_offline = json!({"topic": "$aws/events/presence/disconnected/dev-2", "clientId": "dev-2", "timestamp": 999_999_999_999_999_i64, "eventType": "disconnected"});
+    let planted = "0badc0de0badc0de0badc0de0badc0de";
+    let planted_event = json!({
+        "topic": "$aws/events/commandExecution/tether-planted/SUCCEEDED",
+        "executionId": planted, "status": "SUCCEEDED",
+        "targetArn": "arn:aws:iot:us-east-1:000000000000:thing/dev-2",
+        "timestamp": 999_999_999_999_999_i64,
+    });
+    // dev-1 never answers `silent`: the rogue tries to answer for it.
+    let call = api.call(
+        "POST",
+        "/devices/dev-1/invoke",
+        Some(json!({"method": "silent", "timeoutMs": 3000})),
+        None,
+    );
+    // Earlier scenarios called `silent` on dev-1 too: this call's request is the new one.
+    let seen: Vec<String> = stack
+        .fleet()
+        .unwrap()
+        .received()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let attack = async {
+        let until = Instant::now() + Duration::from_secs(10);
+        let victim_call = loop {
+            let fresh = stack.fleet().unwrap().received().into_iter().find(|r| {
+                r.device.as_str() == "dev-1"
+                    && r.method.as_deref() == Some("silent")
+                    && !seen.contains(&r.id)
+            });
+            if let Some(fresh) = fresh {
+                break fresh.id;
+            }
+            ensure!(Instant::now() < until, "dev-1 never got the silent request");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let own = |id: &str| format!("tether/replies/rogue-3/{id}");
+        let batch = |event: &Value| json!({"Records": [{"messageId": "forged", "body": json!({"requestPayload": event}).to_string()}]});
+        let payloads = [
+            batch(&victim_offline),
+            batch(&planted_event),
+            json!({"status": "SUCCEEDED", "topic": "$aws/events/presence/disconnected/dev-2", "receivedAt": 999_999_999_999_999_i64}),
+            json!({"status": "SUCCEEDED", "topic": format!("tether/replies/dev-1/{victim_call}"), "result": {"by": "rogue"}}),
+            planted_event.clone(),
+        ];
+        for payload in &payloads {
+            publish_raw(
+                &rogue,
+                &own("0123456789abcdef0123456789abcdef"),
+                payload.to_string().as_bytes(),
+            )
+            .await?;
+        }
+        // An answer to dev-1's request, on the rogue's own reply topic.
+        publish_raw(
+            &rogue,
+            &own(&victim_call),
+            json!({"status": "SUCCEEDED", "result": {"by": "rogue"}})
+                .to_string()
+                .as_bytes(),
+        )
+        .await?;
+        // A reply topic whose request id breaks the rules, and a client outside the id rules.
+        publish_raw(&rogue, "tether/replies/rogue-3/bad$id", b"{}").await?;
+        let (odd, _) = Link::connect_as(iot.mqtt_addr(), "not a device!", &[]).await?;
+        odd.close().await;
+        anyhow::Ok(victim_call)
+    };
+    let (answer, victim_call) = tokio::join!(call, attack);
+    let (answer, victim_call) = (answer?, victim_call?);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    ensure!(
+        answer.status == 504 && answer.body["code"] == "DEVICE_TIMEOUT",
+        "dev-1 never answered; the rogue's answer does not count: {} {}",
+        answer.status,
+        answer.body
+    );
+    let (_, record) = api
+        .send("GET", &format!("/invocations/{victim_call}"), None, None)
+        .await?;
+    ensure!(
+        record["status"] == "TIMED_OUT" && record["result"].is_null(),
+        "dev-1's invocation shows no answer from the rogue: {record}"
+    );
+    ensure!(
+        record["timeline"].as_array().is_some_and(|t| t
+            .iter()
+            .any(|e| e["statusReason"]["reasonCode"] == "WRONG_DEVICE")),
+        "the rogue's answer is kept as rejected: {record}"
+    );
+    ensure!(
+        connected(api, "dev-2").await? == Some(true),
+        "the victim is still connected"
+    );
+    let (status, body) = api
+        .send("GET", &format!("/executions/{planted}"), None, None)
+        .await?;
+    ensure!(status == 404, "no execution was planted: {status} {body}");
+    let (status, body) = api
+        .send(
+            "GET",
+            "/invocations/0123456789abcdef0123456789abcdef",
+            None,
+            None,
+        )
+        .await?;
+    ensure!(
+        status == 404,
+        "replies to no invocation leave nothing: {status} {body}"
+    );
+    let (_, listed) = api
+        .send("GET", "/devices/dev-2/executions", None, None)
+        .await?;
+    ensure!(
+        !listed.to_string().contains(planted),
+        "nothing planted in a listing: {listed}"
+    );
+    let dead = iot.dead_letters();
+    ensure!(
+        dead.len() == dead_before,
+        "hostile input is acknowledged, not retried or dead-lettered: {:?}",
+        &dead[dead_before..]
     );
     rogue.close().await;
     Ok(())
@@ -526,6 +672,7 @@ async fn tether_keeps_working_and_loses_nothing_under_faults() {
     scenario!(ingest_failures_on_the_record_write_converge_on_replay);
     scenario!(ingest_failures_with_dynamodb_down_converge_on_replay);
     scenario!(devices_that_answer_badly_do_not_change_the_right_answer);
+    scenario!(a_hostile_device_changes_nothing_it_does_not_own);
     scenario!(a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed);
     common::finish(stack, "faults", failures).await;
 }

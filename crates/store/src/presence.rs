@@ -1,7 +1,9 @@
 //! Device connectivity from presence events: `pk = DEVICE#{deviceId}`, `sk = CONNECTIVITY`.
 //!
 //! Presence events can arrive late or twice; the newest one (by the broker's timestamp) wins,
-//! compared in a conditional write like status changes.
+//! compared in a conditional write like status changes. The item expires like a record
+//! (`RetentionDays` after its newest event), so a device that is gone stops being listed and
+//! no single event decides a device's state for good.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use tether_domain::api::DeviceConnectivity;
@@ -13,7 +15,7 @@ use tether_domain::DeviceId;
 use crate::error::StoreError;
 use crate::item::{n, s, Reader};
 use crate::records::Store;
-use crate::schema::{PK, SK};
+use crate::schema::{PK, SK, TTL_ATTRIBUTE};
 
 const CONNECTIVITY_SK: &str = "CONNECTIVITY";
 
@@ -64,12 +66,14 @@ impl Store {
             .expression_attribute_names("#since", "since")
             .expression_attribute_names("#device", "deviceId")
             .expression_attribute_names("#reason", "disconnectReason")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":ttl", self.expires_at(event.at_ms))
             .expression_attribute_values(":order", s(event.order()))
             .expression_attribute_values(":connected", AttributeValue::Bool(connected))
             .expression_attribute_values(":at", n(event.at_ms))
             .expression_attribute_values(":device", s(event.device.as_str()));
         let mut expression =
-            "SET #order = :order, #connected = :connected, #since = :at, #device = :device"
+            "SET #order = :order, #connected = :connected, #since = :at, #device = :device, #ttl = :ttl"
                 .to_owned();
         match (&event.disconnect_reason, connected) {
             (Some(reason), false) => {

@@ -193,9 +193,10 @@ pub struct Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Written {
     Applied,
-    /// The condition failed. With a device guard, `owner` is the stored record's device
-    /// (`None`: no record, or no device on it).
+    /// The condition failed. With a device guard, `found` says whether the record exists and
+    /// `owner` is its device (`None`: no record, or no device on it).
     Refused {
+        found: bool,
         owner: Option<String>,
     },
 }
@@ -251,6 +252,17 @@ fn is_transaction_condition_failure(
     }
 }
 
+/// The timeline entry for a reply from a device that does not own the invocation.
+fn wrong_device(device: &DeviceId, at_ms: i64) -> StatusChange {
+    let reason = StatusReason::new(
+        "WRONG_DEVICE",
+        Some(format!(
+            "{device} answered a request sent to another device"
+        )),
+    );
+    StatusChange::rejected_reply(at_ms, reason)
+}
+
 fn index_sort_key(created_ms: i64, id: &str) -> String {
     format!("{:015}#{id}", created_ms.max(0))
 }
@@ -280,7 +292,7 @@ impl Store {
         &self.client
     }
 
-    fn expires_at(&self, at_ms: i64) -> AttributeValue {
+    pub(crate) fn expires_at(&self, at_ms: i64) -> AttributeValue {
         n(at_ms / 1000 + self.retention.as_secs() as i64)
     }
 
@@ -306,15 +318,42 @@ impl Store {
         Ok(Outcome { new_event, applied })
     }
 
-    /// Adds an entry to a record's timeline without touching the record: for messages that are
-    /// kept for the history but may not change the status (a malformed reply). Returns whether
-    /// the entry is new.
-    pub async fn record_event(
+    /// Keeps a device message that may not change the invocation (a malformed reply) in its
+    /// timeline, as rejected. Only an invocation that exists gets the entry, and a message from
+    /// a device that does not own it is kept as `WRONG_DEVICE`: a device cannot grow the history
+    /// of requests it was never sent, nor of ids that name nothing. Returns whether an entry is
+    /// new.
+    pub async fn reject_reply(
         &self,
-        key: &RecordKey,
+        id: &RequestId,
+        device: &DeviceId,
         change: &StatusChange,
     ) -> Result<bool, StoreError> {
-        self.put_event(&key.pk(), change).await
+        let pk = RecordKey::Invocation(id.clone()).pk();
+        let owner = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key(PK, s(&pk))
+            .key(SK, s(RECORD_SK))
+            .projection_expression("deviceId")
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?
+            .item
+            .and_then(|item| item.get("deviceId").and_then(|v| v.as_s().ok()).cloned());
+        match owner {
+            None => {
+                tracing::warn!(device = %device, "a rejected reply for an invocation that does not exist; dropped");
+                Ok(false)
+            }
+            Some(owner) if owner != device.as_str() => {
+                self.put_event(&pk, &wrong_device(device, change.at_ms))
+                    .await
+            }
+            Some(_) => self.put_event(&pk, change).await,
+        }
     }
 
     /// Records a device's reply to an invocation: like [`Store::apply`] without `meta`, and the
@@ -336,15 +375,15 @@ impl Store {
             .update_record(&key, &pk, change, None, Some(device))
             .await?;
         let new_event = match &written {
-            Written::Refused { owner: Some(owner) } if owner != device.as_str() => {
+            Written::Refused { found: false, .. } => {
+                tracing::warn!(device = %device, "a reply for an invocation that does not exist; dropped");
+                false
+            }
+            Written::Refused {
+                owner: Some(owner), ..
+            } if owner != device.as_str() => {
                 tracing::warn!(device = %device, "a reply from a device that does not own the invocation");
-                let reason = StatusReason::new(
-                    "WRONG_DEVICE",
-                    Some(format!(
-                        "{device} answered a request sent to another device"
-                    )),
-                );
-                self.put_event(&pk, &StatusChange::rejected_reply(change.at_ms, reason))
+                self.put_event(&pk, &wrong_device(device, change.at_ms))
                     .await?
             }
             _ => self.put_event(&pk, change).await?,
@@ -612,15 +651,20 @@ impl Store {
         {
             Ok(_) => Ok(Written::Applied),
             Err(err) if is_condition_failure(&err) => {
-                let owner = match err.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(failed)) => failed
-                        .item()
-                        .and_then(|item| item.get("deviceId"))
-                        .and_then(|v| v.as_s().ok())
-                        .cloned(),
+                let stored = match err.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                        failed.item().filter(|item| !item.is_empty())
+                    }
                     _ => None,
                 };
-                Ok(Written::Refused { owner })
+                let owner = stored
+                    .and_then(|item| item.get("deviceId"))
+                    .and_then(|v| v.as_s().ok())
+                    .cloned();
+                Ok(Written::Refused {
+                    found: stored.is_some(),
+                    owner,
+                })
             }
             Err(err) => Err(StoreError::dynamo("UpdateItem", err)),
         }
@@ -750,6 +794,73 @@ impl Store {
             )?)),
             None => Ok(None),
         }
+    }
+
+    /// Execution records alone (no timelines), strongly consistent, in the order of `ids`
+    /// (`None` where there is none yet): BatchGetItem, 100 keys a request, so a wait over
+    /// many targets reads each record once per round and no history at all.
+    pub async fn execution_records(
+        &self,
+        ids: &[ExecutionId],
+    ) -> Result<Vec<Option<ExecutionRecord>>, StoreError> {
+        use std::collections::HashMap;
+        let mut found: HashMap<String, ExecutionRecord> = HashMap::new();
+        for chunk in ids.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|id| {
+                    HashMap::from([
+                        (PK.to_owned(), s(RecordKey::Execution(id.clone()).pk())),
+                        (SK.to_owned(), s(RECORD_SK)),
+                    ])
+                })
+                .collect::<Vec<_>>();
+            let mut pending = Some(
+                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Dynamo {
+                        operation: "BatchGetItem",
+                        kind: crate::error::FailureKind::Rejected,
+                        source: Box::new(e),
+                    })?,
+            );
+            // DynamoDB may leave keys unprocessed under load: ask again, a few times.
+            for attempt in 0..5u32 {
+                let Some(request) = pending.take() else { break };
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::dynamo("BatchGetItem", e))?;
+                for item in output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let record = execution_from(&item, None)?;
+                    found.insert(record.execution_id.clone(), record);
+                }
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+            if pending.is_some() {
+                return Err(StoreError::Dynamo {
+                    operation: "BatchGetItem",
+                    kind: crate::error::FailureKind::Throttled,
+                    source: "keys left unprocessed after 5 attempts".into(),
+                });
+            }
+        }
+        Ok(ids.iter().map(|id| found.remove(id.as_str())).collect())
     }
 
     /// The record alone (no timeline), strongly consistent: one small read, for polling.

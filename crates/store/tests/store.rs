@@ -1,4 +1,5 @@
-//! The store against the local DynamoDB endpoint (moto's server, started by the testkit).
+//! The store against the local DynamoDB endpoint (dynoxide in process, started by the testkit;
+//! or the endpoint in `AWS_ENDPOINT_URL_DYNAMODB`).
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -697,8 +698,8 @@ async fn creation_reported_twice_is_one_timeline_entry() {
     );
 }
 
-/// The local endpoint replaces moto's table-copying rollback with an undo log
-/// (scripts/local_dynamodb.py); a cancelled transaction must still leave nothing behind.
+/// A cancelled transaction leaves nothing behind (an earlier local endpoint, moto, needed a
+/// patched rollback for this).
 #[tokio::test]
 async fn a_cancelled_transaction_leaves_every_item_as_it_was() {
     use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
@@ -773,4 +774,243 @@ async fn a_cancelled_transaction_leaves_every_item_as_it_was() {
     }
     let kept = read("kept").await.unwrap();
     assert_eq!(kept.item.unwrap()["v"], AttributeValue::S("old".into()));
+}
+
+/// Every item stored under an invocation's partition (the record and its timeline).
+async fn items_of(store: &Store, id: &RequestId) -> usize {
+    store
+        .client()
+        .query()
+        .table_name(store.table())
+        .consistent_read(true)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("INV#{id}")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .count() as usize
+}
+
+#[tokio::test]
+async fn replies_for_invocations_that_do_not_exist_leave_no_trace() {
+    let h = harness().await;
+    let id = RequestId::random();
+    let reply = StatusChange::new(InvocationStatus::Succeeded, Source::Device, 1_100);
+    let malformed = StatusChange::rejected_reply(
+        1_100,
+        StatusReason::new(tether_store::INVALID_REPLY, Some("not JSON".into())),
+    );
+
+    let answer = h
+        .store
+        .apply_reply(&id, &device("dev-1"), &reply)
+        .await
+        .unwrap();
+    let rejected = h
+        .store
+        .reject_reply(&id, &device("dev-1"), &malformed)
+        .await
+        .unwrap();
+
+    assert!(!answer.applied && !answer.new_event);
+    assert!(!rejected);
+    assert_eq!(
+        items_of(&h.store, &id).await,
+        0,
+        "no timeline grows under an unknown id"
+    );
+    assert!(h.store.invocation(&id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_malformed_reply_is_kept_for_its_invocation_and_as_wrong_device_from_another() {
+    let h = harness().await;
+    let id = RequestId::random();
+    h.store
+        .begin_invocation(
+            &id,
+            &device("dev-1"),
+            &MethodName::parse("open").unwrap(),
+            "h",
+            1_000,
+            i64::MAX,
+        )
+        .await
+        .unwrap();
+    let malformed = |at| {
+        StatusChange::rejected_reply(
+            at,
+            StatusReason::new(tether_store::INVALID_REPLY, Some("not JSON".into())),
+        )
+    };
+
+    assert!(h
+        .store
+        .reject_reply(&id, &device("dev-1"), &malformed(1_100))
+        .await
+        .unwrap());
+    assert!(h
+        .store
+        .reject_reply(&id, &device("dev-2"), &malformed(1_200))
+        .await
+        .unwrap());
+
+    let record = h.store.invocation(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, "PENDING", "a rejected reply changes nothing");
+    let reasons: Vec<String> = record
+        .timeline
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.status_reason.as_ref().map(|r| r.reason_code.clone()))
+        .collect();
+    assert_eq!(reasons, ["INVALID_REPLY", "WRONG_DEVICE"]);
+}
+
+#[tokio::test]
+async fn connectivity_expires_like_the_records() {
+    let h = harness().await;
+    let store = h
+        .store
+        .clone()
+        .with_retention(std::time::Duration::from_secs(86_400));
+    store
+        .record_presence(&PresenceEvent {
+            device: device("dev-ttl"),
+            presence: Presence::Disconnected,
+            at_ms: 1_795_456_800_000,
+            session: None,
+            disconnect_reason: Some("CLIENT_INITIATED_DISCONNECT".into()),
+        })
+        .await
+        .unwrap();
+
+    let item = store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("DEVICE#dev-ttl".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("CONNECTIVITY".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(
+        item["expiresAt"],
+        aws_sdk_dynamodb::types::AttributeValue::N((1_795_456_800 + 86_400).to_string())
+    );
+}
+
+#[tokio::test]
+async fn execution_records_come_back_in_order_without_their_timelines() {
+    let h = harness().await;
+    let (a, b, missing) = (
+        ExecutionId::random(),
+        ExecutionId::random(),
+        ExecutionId::random(),
+    );
+    for (id, status) in [
+        (&a, ExecutionStatus::Succeeded),
+        (&b, ExecutionStatus::InProgress),
+    ] {
+        h.store
+            .apply(
+                &RecordKey::Execution(id.clone()),
+                &StatusChange::new(status, Source::Device, 2_000),
+                Some(&execution_meta("unlock", "car-1")),
+            )
+            .await
+            .unwrap();
+    }
+
+    let records = h
+        .store
+        .execution_records(&[b.clone(), missing, a.clone()])
+        .await
+        .unwrap();
+
+    let summary: Vec<Option<(String, String)>> = records
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .map(|r| (r.execution_id.clone(), r.status.clone()))
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            Some((b.to_string(), "IN_PROGRESS".to_owned())),
+            None,
+            Some((a.to_string(), "SUCCEEDED".to_owned())),
+        ]
+    );
+    assert!(records.iter().flatten().all(|r| r.timeline.is_none()));
+}
+
+/// The local endpoint holds the store to DynamoDB's rules: three requests DynamoDB refuses
+/// with a ValidationException (and moto accepted) are refused here too, so a request bug shows
+/// up in `make test` and not first in an account.
+#[tokio::test]
+async fn the_local_endpoint_refuses_what_dynamodb_refuses() {
+    use aws_sdk_dynamodb::types::{AttributeValue as Av, PutRequest, WriteRequest};
+    let h = harness().await;
+    let (client, table) = (h.store.client(), h.store.table());
+    let is_validation = |code: Option<&str>| code == Some("ValidationException");
+
+    let unused_value = client
+        .put_item()
+        .table_name(table)
+        .item("pk", Av::S("strict-1".into()))
+        .item("sk", Av::S("RECORD".into()))
+        .condition_expression("attribute_not_exists(pk)")
+        .expression_attribute_values(":unused", Av::S("x".into()))
+        .send()
+        .await;
+    let wrong_index_type = client
+        .put_item()
+        .table_name(table)
+        .item("pk", Av::S("strict-2".into()))
+        .item("sk", Av::S("RECORD".into()))
+        .item("gsi1pk", Av::N("42".into()))
+        .send()
+        .await;
+    let requests: Vec<WriteRequest> = (0..26)
+        .map(|i| {
+            WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .item("pk", Av::S(format!("strict-batch-{i}")))
+                        .item("sk", Av::S("RECORD".into()))
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        })
+        .collect();
+    let batch_of_26 = client
+        .batch_write_item()
+        .request_items(table, requests)
+        .send()
+        .await;
+
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    let code = |e: &dyn ProvideErrorMetadata| e.code().map(str::to_owned);
+    let codes = [
+        unused_value.err().and_then(|e| code(&e)),
+        wrong_index_type.err().and_then(|e| code(&e)),
+        batch_of_26.err().and_then(|e| code(&e)),
+    ];
+    assert!(
+        codes.iter().all(|c| is_validation(c.as_deref())),
+        "each is a ValidationException: {codes:?}"
+    );
 }

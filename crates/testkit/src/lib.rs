@@ -1,11 +1,11 @@
 //! Test support: the real local parts, started on free ports and stopped by process id.
 //!
-//! - [`LocalDynamo::shared`]: the local DynamoDB endpoint ([`tether_stack::dynamo`]) shared by
-//!   the tests of one binary while any of them holds it; the last one to let go stops it.
+//! - [`LocalDynamo::shared`]: the local DynamoDB endpoint ([`tether_local_dynamodb`], in this
+//!   process, or `AWS_ENDPOINT_URL_DYNAMODB` when set) shared by the tests of one binary while
+//!   any of them holds it; the last one to let go stops it.
 //! - [`LocalDynamo::fresh_store`]: a [`Store`] on a new table created from `template.yaml`.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -19,21 +19,16 @@ pub fn repo_root() -> PathBuf {
 /// A local DynamoDB endpoint for tests.
 #[derive(Debug)]
 pub struct LocalDynamo {
-    inner: tether_stack::dynamo::LocalDynamo,
+    inner: tether_local_dynamodb::LocalDynamo,
 }
 
 static SHARED: Mutex<Weak<LocalDynamo>> = Mutex::new(Weak::new());
 static TABLES: AtomicU32 = AtomicU32::new(0);
 
 impl LocalDynamo {
-    /// Starts a server of its own on a free port. `TETHER_TEST_LOG=1` shows its request log.
+    /// Starts an endpoint of its own on a free port (or uses `AWS_ENDPOINT_URL_DYNAMODB`).
     pub fn start() -> Self {
-        let log = if std::env::var_os("TETHER_TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        };
-        let inner = tether_stack::dynamo::LocalDynamo::start(&repo_root(), 0, log)
+        let inner = tether_local_dynamodb::LocalDynamo::from_env_or_start(0)
             .unwrap_or_else(|e| panic!("{e}"));
         Self { inner }
     }

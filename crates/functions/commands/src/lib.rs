@@ -18,7 +18,8 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{json, Map, Value};
 use tether_adapters::commands::CommandsGateway;
 use tether_adapters::http::{
-    digest, idempotency_key, internal, json, json_body, problem, query_pairs, route, HttpResponse,
+    caller, digest, idempotency_key, internal, json, json_body, problem, query_pairs, route,
+    HttpResponse,
 };
 use tether_domain::api::{
     CreateCommandRequest, ExecutionRecord, Page, StartExecutionsRequest, StartExecutionsResponse,
@@ -31,6 +32,13 @@ use tether_store::{RecordKey, RecordMeta, StatusChange, Store};
 
 /// StartCommandExecution calls in flight at once for one request.
 pub const PARALLEL_STARTS: usize = 10;
+/// How long after the request arrived a target may still be started: the function's timeout
+/// is 29 s and API Gateway's 30 s, and a start in flight may take a few seconds more. Targets
+/// whose turn comes later are answered `NOT_STARTED`, so the caller keeps every execution id
+/// (a cut-off function would lose them all).
+pub const START_BUDGET: Duration = Duration::from_secs(18);
+/// Time kept back from the function's own deadline when it is known (the Lambda context).
+const DEADLINE_MARGIN: Duration = Duration::from_secs(8);
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What the handler needs from the world.
@@ -70,6 +78,11 @@ pub trait Ports: Sync {
         &self,
         id: &ExecutionId,
     ) -> impl Future<Output = Result<Option<ExecutionRecord>, ApiError>> + Send;
+    /// The records alone (no timelines), in the order of `ids`: what a wait round reads.
+    fn execution_records(
+        &self,
+        ids: &[ExecutionId],
+    ) -> impl Future<Output = Result<Vec<Option<ExecutionRecord>>, ApiError>> + Send;
 }
 
 /// The real ports.
@@ -140,6 +153,13 @@ impl Ports for Deps {
     async fn execution(&self, id: &ExecutionId) -> Result<Option<ExecutionRecord>, ApiError> {
         self.store.execution(id).await.map_err(store_error)
     }
+
+    async fn execution_records(
+        &self,
+        ids: &[ExecutionId],
+    ) -> Result<Vec<Option<ExecutionRecord>>, ApiError> {
+        self.store.execution_records(ids).await.map_err(store_error)
+    }
 }
 
 const ROUTES: [(Method, &str); 6] = [
@@ -190,7 +210,10 @@ async fn dispatch(ports: &impl Ports, request: &Request) -> Result<HttpResponse,
                         &json!({ "commandId": id, "status": "PENDING_DELETION" }),
                     )),
                 },
-                _ => start(ports, request, &id, Instant::now()).await,
+                _ => {
+                    let now = Instant::now();
+                    start(ports, request, &id, now, start_budget(request, now)).await
+                }
             }
         }
     }
@@ -245,10 +268,10 @@ async fn list(ports: &impl Ports, pairs: &[(String, String)]) -> Result<HttpResp
     Ok(json(StatusCode::OK, &ports.list(limit, token).await?))
 }
 
-/// A client token for one target of a keyed request: the same key, command and target always
-/// give the same token (64 printable characters at most).
-fn client_token(key: &str, command: &CommandId, target: &DeviceId) -> String {
-    let mut token = digest(&[key, command.as_str(), target.as_str()]);
+/// A client token for one target of a keyed request: the same caller, key, command and target
+/// always give the same token (64 printable characters at most).
+fn client_token(caller: &str, key: &str, command: &CommandId, target: &DeviceId) -> String {
+    let mut token = digest(&[caller, key, command.as_str(), target.as_str()]);
     token.truncate(48);
     token
 }
@@ -259,14 +282,39 @@ fn settled(record: &ExecutionRecord) -> bool {
     !matches!(record.status.as_str(), "CREATED" | "IN_PROGRESS")
 }
 
+/// Until when targets may be started: [`START_BUDGET`] after `now`, and, when the Lambda
+/// context gives the function's deadline, no later than [`DEADLINE_MARGIN`] (at most a third of
+/// the time left, for a function with a short timeout) before it.
+fn start_budget(request: &Request, now: Instant) -> Instant {
+    use lambda_http::RequestExt;
+    let budget = now + START_BUDGET;
+    let Some(deadline_ms) = request
+        .lambda_context_ref()
+        .map(|context| context.deadline)
+        .and_then(|d| i64::try_from(d).ok())
+        .filter(|d| *d > 0)
+    else {
+        return budget;
+    };
+    let left = Duration::from_millis(u64::try_from(deadline_ms - now_ms()).unwrap_or(0));
+    if left.is_zero() {
+        // Lambda never runs a request past its deadline: such a context's deadline is not one
+        // (`cargo lambda watch` sends them).
+        return budget;
+    }
+    budget.min(now + left.saturating_sub(DEADLINE_MARGIN.min(left / 3)))
+}
+
 async fn start(
     ports: &impl Ports,
     request: &Request,
     command: &CommandId,
     started: Instant,
+    start_until: Instant,
 ) -> Result<HttpResponse, ApiError> {
     let body = json_body::<StartExecutionsRequest>(request, MAX_BODY_BYTES)?.validate()?;
     let key = idempotency_key(request)?;
+    let caller = caller(request);
     let resource = ports.get(command.as_str()).await?;
     if resource["pendingDeletion"] == true {
         return Err(ApiError::NotFound {
@@ -291,7 +339,7 @@ async fn start(
     let outcomes: Vec<StartedExecution> = stream::iter(body.targets.clone())
         .map(|target: DeviceId| {
             let target_arn = format!("{arn_prefix}:{}/{target}", body.target_type.arn_type());
-            let token = key.map(|k| client_token(k, command, &target));
+            let token = key.map(|k| client_token(&caller, k, command, &target));
             let meta = RecordMeta::Execution {
                 command: command.clone(),
                 target: target.clone(),
@@ -300,6 +348,9 @@ async fn start(
             };
             let (command_arn, parameters) = (&command_arn, body.parameters.as_ref());
             async move {
+                if Instant::now() >= start_until {
+                    return not_started(&target, ApiError::NotStarted);
+                }
                 let started = ports.start(command_arn, &target_arn, parameters, body.timeout_seconds, token).await;
                 match started.and_then(|id| ExecutionId::parse(id).map_err(ApiError::from)) {
                     Ok(id) => {
@@ -312,14 +363,7 @@ async fn start(
                         }
                         executed(&target, &id)
                     }
-                    Err(err) => StartedExecution {
-                        target: target.to_string(),
-                        execution_id: None,
-                        status: None,
-                        status_reason: None,
-                        result: None,
-                        error: Some(err.to_problem()),
-                    },
+                    Err(err) => not_started(&target, err),
                 }
             }
         })
@@ -342,6 +386,17 @@ async fn start(
         wait_ms,
     )
     .await
+}
+
+fn not_started(target: &DeviceId, err: ApiError) -> StartedExecution {
+    StartedExecution {
+        target: target.to_string(),
+        execution_id: None,
+        status: None,
+        status_reason: None,
+        result: None,
+        error: Some(err.to_problem()),
+    }
 }
 
 fn executed(target: &DeviceId, id: &ExecutionId) -> StartedExecution {
@@ -373,23 +428,16 @@ async fn wait(
                 .and_then(|id| ExecutionId::parse(id).ok())
         })
         .collect();
+    let started: Vec<ExecutionId> = ids.iter().flatten().cloned().collect();
     loop {
-        // One round reads every record, several at a time.
-        let reads: Vec<Option<Result<Option<ExecutionRecord>, ApiError>>> =
-            stream::iter(ids.clone())
-                .map(|id: Option<ExecutionId>| async move {
-                    match id {
-                        Some(id) => Some(ports.execution(&id).await),
-                        None => None,
-                    }
-                })
-                .buffered(PARALLEL_STARTS)
-                .collect()
-                .await;
+        // One round: one batch read of the records alone, never their timelines.
+        let mut records = ports.execution_records(&started).await?.into_iter();
         let mut open = 0;
-        for (outcome, read) in outcomes.iter_mut().zip(reads) {
-            let Some(read) = read else { continue };
-            match read? {
+        for (outcome, id) in outcomes.iter_mut().zip(&ids) {
+            if id.is_none() {
+                continue;
+            }
+            match records.next().flatten() {
                 Some(record) => {
                     if !settled(&record) {
                         open += 1;

@@ -15,7 +15,8 @@ async fn main() -> Result<(), Error> {
     let gateway = CommandsGateway::new(
         aws_sdk_iot::Client::new(&sdk),
         aws_sdk_iotjobsdataplane::Client::new(&sdk),
-    );
+    )
+    .with_scope(config.commands);
     let deps = Deps { store, gateway };
     run(service_fn(|request| async {
         Ok::<_, Error>(handle(&deps, request).await)

@@ -16,6 +16,8 @@ struct Fake {
     starts: Mutex<Vec<(String, Option<String>)>>,
     recorded: Mutex<Vec<ExecutionId>>,
     deleted_status: u16,
+    /// Wait rounds: each reads every record in one batch.
+    batch_reads: Mutex<usize>,
 }
 
 impl Ports for Fake {
@@ -94,6 +96,18 @@ impl Ports for Fake {
             completed_at: None,
             timeline: None,
         }))
+    }
+
+    async fn execution_records(
+        &self,
+        ids: &[ExecutionId],
+    ) -> Result<Vec<Option<ExecutionRecord>>, ApiError> {
+        *self.batch_reads.lock().unwrap() += 1;
+        let mut records = Vec::new();
+        for id in ids {
+            records.push(self.execution(id).await?);
+        }
+        Ok(records)
     }
 }
 
@@ -178,6 +192,63 @@ async fn executions_start_per_target_and_report_each_outcome() {
 }
 
 #[tokio::test]
+async fn targets_whose_turn_comes_after_the_time_budget_are_answered_not_started() {
+    let fake = Fake::default();
+    let body = json!({"targets": ["car-1", "car-2"]});
+    let request = request("POST", "/commands/unlock/executions", Some(body), &[]);
+    let command = CommandId::parse("unlock").unwrap();
+    let now = Instant::now();
+
+    let response = start(&fake, &request, &command, now, now).await.unwrap();
+
+    assert_eq!(response.status(), 202);
+    let body: Value = match response.body() {
+        Body::Text(text) => serde_json::from_str(text).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    for execution in body["executions"].as_array().unwrap() {
+        assert_eq!(execution["error"]["code"], "NOT_STARTED", "{execution}");
+        assert!(execution["executionId"].is_null());
+    }
+    assert!(
+        fake.starts.lock().unwrap().is_empty(),
+        "nothing was started"
+    );
+    assert!(
+        start_budget(&request, now) > now,
+        "a request has a budget to start with"
+    );
+}
+
+#[test]
+fn the_start_budget_keeps_clear_of_the_functions_deadline() {
+    use lambda_http::RequestExt;
+    let now = Instant::now();
+    let with_deadline = |left_ms: i64| {
+        let mut context = lambda_http::Context::default();
+        context.deadline = u64::try_from(now_ms() + left_ms).unwrap();
+        request("POST", "/commands/c/executions", None, &[]).with_lambda_context(context)
+    };
+    let budget = |left_ms| start_budget(&with_deadline(left_ms), now).duration_since(now);
+
+    assert_eq!(
+        budget(29_000),
+        START_BUDGET,
+        "a 29 s function starts for 18 s"
+    );
+    let short = budget(6_000);
+    assert!(
+        short <= Duration::from_millis(4_000) && short >= Duration::from_millis(3_800),
+        "{short:?}"
+    );
+    assert_eq!(
+        budget(-1_000),
+        START_BUDGET,
+        "a deadline already past is not a deadline"
+    );
+}
+
+#[tokio::test]
 async fn a_keyed_request_gives_each_target_a_stable_client_token() {
     let first = Fake::default();
     let again = Fake::default();
@@ -256,6 +327,15 @@ async fn waiting_answers_200_when_settled_and_504_with_what_is_open() {
     assert_eq!(late_status, 504);
     assert_eq!(pending["code"], "EXECUTIONS_PENDING");
     assert_eq!(pending["executions"][0]["status"], "IN_PROGRESS");
+    assert_eq!(
+        *done.batch_reads.lock().unwrap(),
+        1,
+        "one batch read settles it"
+    );
+    assert!(
+        *open.batch_reads.lock().unwrap() >= 2,
+        "a batch read every round"
+    );
     assert_eq!(
         response.headers()[header::CONTENT_TYPE],
         "application/problem+json"

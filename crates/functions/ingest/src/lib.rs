@@ -1,40 +1,54 @@
-//! `ingest`: what the IoT topic rules deliver, into DynamoDB.
+//! `ingest`: what the IoT topic rules deliver, into DynamoDB; and `redrive`: the dead-letter
+//! queue fed back through the same code.
 //!
 //! Every rule selects `topic() AS topic`, which tells the kinds apart:
-//! - `{prefix}/replies/{deviceId}/{requestId}`: a direct-invocation reply (the payload's fields,
-//!   plus `receivedAt` from the rule's `timestamp()`);
+//! - `{prefix}/replies/{deviceId}/{requestId}`: a direct-invocation reply. The rule selects
+//!   the device's message as `encode(*, 'base64') AS payload` and the rule's own
+//!   `timestamp() AS receivedAt`: what a device sends never shares a namespace with the fields
+//!   Tether decides by, so no payload can name another topic, time or event kind;
 //! - `$aws/events/presence/{connected|disconnected}/{clientId}`: a presence event;
 //! - `$aws/events/commandExecution/{commandId}/{status}`: an AWS IoT Commands execution event;
 //!   on a final status the result is fetched with GetCommandExecution(includeResult), since
-//!   the event does not carry it.
+//!   the event does not carry it, and written with the status in one write.
 //!
-//! Writes are idempotent and order-safe (see `tether_store::records`). A store failure is
-//! returned as an error, so Lambda retries the event and, after its retries, the dead-letter
-//! queue keeps it. The dead-letter queue can be fed back (the `RedriveDeadLetters` template
-//! parameter): its messages arrive as an SQS batch, each holding a failed event, and what fails
-//! again is reported back so that it stays in the queue. A malformed device message is kept in the timeline as `INVALID_REPLY` and
-//! acknowledged (retrying cannot mend it). An event this function does not know is an error,
-//! so a misrouted rule shows up in the dead-letter queue instead of vanishing.
+//! Presence and execution events are written by AWS IoT on reserved topics that no device may
+//! publish to, so their fields are read as they come.
+//!
+//! Writes are idempotent and order-safe (see `tether_store::records`). Only infrastructure
+//! failures are errors (returned to Lambda, which retries the event and, after its retries,
+//! the dead-letter queue keeps it). What a device got wrong is a fact, not a failure: a
+//! malformed reply is kept in its invocation's timeline as `INVALID_REPLY` and acknowledged;
+//! a reply topic whose ids break Tether's rules, a presence event for a client that is not a
+//! Tether device and an event dated far in the future are acknowledged as rejected with the
+//! reason (retrying cannot mend them). An event on a topic this function does not know is an
+//! error, so a misrouted rule shows up in the dead-letter queue instead of vanishing.
+//!
+//! The dead-letter queue enters through its own function (`redrive`, [`redrive`]): an SQS
+//! batch is never read from a rule event, so no device message can pose as one.
 
 use std::future::Future;
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use base64::Engine as _;
-
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tether_adapters::commands::CommandsGateway;
 use tether_adapters::iot::GatewayError;
-use tether_domain::clock::now_ms;
+use tether_domain::clock::{excerpt, now_ms, plausible};
 use tether_domain::reply::DeviceReply;
 use tether_domain::topics::{
     target_from_arn, ExecutionEventTopic, InvokeTopics, Presence, PresenceTopic, ReplyTopic,
+    TopicError,
 };
 use tether_domain::{
-    DeviceId, ExecutionId, ExecutionStatus, InvocationStatus, Phase, RequestId, Source,
-    StatusReason,
+    CommandScope, DeviceId, ExecutionId, ExecutionStatus, InvocationStatus, Phase, RequestId,
+    Source, StatusReason,
 };
 use tether_store::{
     Outcome, PresenceEvent, RecordKey, RecordMeta, StatusChange, Store, StoreError, INVALID_REPLY,
 };
+
+/// Characters of outside text (topics, device messages) a log line keeps.
+const LOG_EXCERPT: usize = 200;
 
 /// Why an event could not be ingested. Returned to Lambda, which retries it.
 #[derive(Debug, thiserror::Error)]
@@ -43,29 +57,39 @@ pub enum IngestError {
     NoTopic,
     #[error("no handler for events on {0:?}")]
     UnknownTopic(String),
+    #[error("a reply event without a base64 `payload`: the reply rule must select `encode(*, 'base64') AS payload`")]
+    NoPayload,
     #[error("writing to DynamoDB failed")]
     Store(#[from] StoreError),
     #[error("reading the execution result from AWS IoT failed")]
     Iot(#[from] GatewayError),
 }
 
+/// An error and its causes as one line of text.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        message.push_str(": ");
+        message.push_str(&next.to_string());
+        cause = next.source();
+    }
+    message
+}
+
 impl From<IngestError> for lambda_runtime::Diagnostic {
     /// The error as Lambda reports it (and as the dead-letter queue keeps it), with its causes.
     fn from(err: IngestError) -> Self {
         let error_type = match &err {
-            IngestError::NoTopic | IngestError::UnknownTopic(_) => "UnknownEvent",
+            IngestError::NoTopic | IngestError::UnknownTopic(_) | IngestError::NoPayload => {
+                "UnknownEvent"
+            }
             IngestError::Store(e) if e.is_transient() => "StoreUnavailable",
             IngestError::Store(_) => "StoreError",
             IngestError::Iot(e) if e.transient => "IotUnavailable",
             IngestError::Iot(_) => "IotError",
         };
-        let mut message = err.to_string();
-        let mut cause = std::error::Error::source(&err);
-        while let Some(next) = cause {
-            message.push_str(": ");
-            message.push_str(&next.to_string());
-            cause = next.source();
-        }
+        let message = excerpt(&chain(&err), 1024);
         tracing::error!(error_type, error = %message, "event not ingested");
         lambda_runtime::Diagnostic {
             error_type: error_type.to_owned(),
@@ -82,9 +106,11 @@ pub trait Ports: Sync {
         device: &DeviceId,
         change: &StatusChange,
     ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
-    fn record_event(
+    /// Keeps a malformed reply in its invocation's timeline, if that invocation exists.
+    fn reject_reply(
         &self,
-        key: &RecordKey,
+        id: &RequestId,
+        device: &DeviceId,
         change: &StatusChange,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn record_presence(
@@ -109,6 +135,9 @@ pub trait Ports: Sync {
         result: &Value,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn topics(&self) -> &InvokeTopics;
+    /// Where Tether's commands live in AWS IoT: execution events of other commands are not
+    /// Tether's to record.
+    fn command_scope(&self) -> &CommandScope;
 }
 
 /// The real ports.
@@ -116,6 +145,26 @@ pub struct Deps {
     pub store: Store,
     pub commands: CommandsGateway,
     pub topics: InvokeTopics,
+}
+
+impl Deps {
+    /// The ports of a deployed function, from its environment (see `tether_adapters::config`).
+    pub async fn from_env() -> Result<Self, tether_adapters::config::ConfigError> {
+        let config = tether_adapters::config::Config::from_env()?;
+        let sdk = tether_adapters::aws::sdk_config().await;
+        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table)
+            .with_retention(config.retention);
+        let commands = CommandsGateway::new(
+            aws_sdk_iot::Client::new(&sdk),
+            aws_sdk_iotjobsdataplane::Client::new(&sdk),
+        )
+        .with_scope(config.commands);
+        Ok(Self {
+            store,
+            commands,
+            topics: config.topics,
+        })
+    }
 }
 
 impl Ports for Deps {
@@ -128,12 +177,13 @@ impl Ports for Deps {
         self.store.apply_reply(id, device, change).await
     }
 
-    async fn record_event(
+    async fn reject_reply(
         &self,
-        key: &RecordKey,
+        id: &RequestId,
+        device: &DeviceId,
         change: &StatusChange,
     ) -> Result<bool, StoreError> {
-        self.store.record_event(key, change).await
+        self.store.reject_reply(id, device, change).await
     }
 
     async fn record_presence(&self, event: &PresenceEvent) -> Result<bool, StoreError> {
@@ -166,14 +216,56 @@ impl Ports for Deps {
     fn topics(&self) -> &InvokeTopics {
         &self.topics
     }
+
+    fn command_scope(&self) -> &CommandScope {
+        &self.commands.scope
+    }
 }
 
-/// Handles what Lambda delivers: one rule event, or a batch of dead letters to redrive.
-pub async fn handle(ports: &impl Ports, event: Value) -> Result<Value, IngestError> {
-    match event.get("Records").and_then(Value::as_array) {
-        Some(records) => Ok(redrive(ports, records).await),
-        None => ingest_event(ports, event).await,
+/// One event as a topic rule delivers it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct RuleEvent {
+    /// `topic() AS topic`.
+    pub topic: String,
+    /// The reply rule's `encode(*, 'base64') AS payload`: the device's message, whatever it is.
+    #[serde(default)]
+    pub payload: Option<String>,
+    /// The reply rule's `timestamp() AS receivedAt`.
+    #[serde(default, rename = "receivedAt")]
+    pub received_at: Option<i64>,
+    /// The fields of an event AWS IoT writes (presence, command execution).
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+impl RuleEvent {
+    fn text(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).and_then(Value::as_str)
     }
+
+    fn time(&self, name: &str) -> Option<i64> {
+        self.fields.get(name).and_then(Value::as_i64)
+    }
+}
+
+/// Handles one rule event; answers a short summary of what was done.
+pub async fn handle(ports: &impl Ports, event: Value) -> Result<Value, IngestError> {
+    if !event.get("topic").is_some_and(Value::is_string) {
+        return Err(IngestError::NoTopic);
+    }
+    let event: RuleEvent = serde_json::from_value(event).map_err(|_| IngestError::NoTopic)?;
+    ingest_event(ports, &event).await
+}
+
+/// Why a dead-letter message holds no event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("the message is not JSON")]
+    NotJson,
+    #[error("neither a Lambda failure record nor an IoT rule error message")]
+    NoEvent,
+    #[error("base64OriginalPayload is not base64")]
+    BadBase64,
 }
 
 /// The failed event a dead-letter message holds: Lambda's record of an asynchronous invocation
@@ -181,99 +273,109 @@ pub async fn handle(ports: &impl Ports, event: Value) -> Result<Value, IngestErr
 /// action message (the device's original payload, base64, and the topic). The error action
 /// does not keep the rule's other selected fields, so a reply redriven from it is timed by the
 /// redrive rather than by its arrival.
-pub fn dead_letter_event(body: &str) -> Result<Value, String> {
-    let message: Value =
-        serde_json::from_str(body).map_err(|e| format!("the message is not JSON: {e}"))?;
+pub fn dead_letter_event(body: &str) -> Result<RuleEvent, DeadLetterError> {
+    let message: Value = serde_json::from_str(body).map_err(|_| DeadLetterError::NotJson)?;
     if let Some(event) = message.get("requestPayload").filter(|e| e.is_object()) {
-        return Ok(event.clone());
+        return serde_json::from_value(event.clone()).map_err(|_| DeadLetterError::NoEvent);
     }
     let (Some(topic), Some(payload)) = (
         message.get("topic").and_then(Value::as_str),
         message.get("base64OriginalPayload").and_then(Value::as_str),
     ) else {
-        return Err("neither a Lambda failure record nor an IoT rule error message".into());
+        return Err(DeadLetterError::NoEvent);
     };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(payload)
-        .map_err(|e| format!("base64OriginalPayload: {e}"))?;
-    let mut event: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("the original payload is not JSON: {e}"))?;
-    let Some(fields) = event.as_object_mut() else {
-        return Err("the original payload is not a JSON object".into());
-    };
-    fields.insert("topic".into(), json!(topic));
-    Ok(event)
+        .map_err(|_| DeadLetterError::BadBase64)?;
+    // A reply reads `payload`; an event AWS IoT wrote reads its fields.
+    let fields = serde_json::from_slice::<Map<String, Value>>(&bytes).unwrap_or_default();
+    Ok(RuleEvent {
+        topic: topic.to_owned(),
+        payload: Some(payload.to_owned()),
+        received_at: None,
+        fields,
+    })
 }
 
-/// Ingests each dead letter of an SQS batch; answers the ones that failed again
-/// (`batchItemFailures`), which SQS keeps for a later attempt. Nothing is dropped.
-async fn redrive(ports: &impl Ports, records: &[Value]) -> Value {
-    let mut failed = Vec::new();
-    for record in records {
-        let id = record["messageId"].as_str().unwrap_or_default();
-        let outcome = match dead_letter_event(record["body"].as_str().unwrap_or_default()) {
-            Ok(event) => ingest_event(ports, event)
+/// The `redrive` function: ingests each dead letter of an SQS batch and answers the ones that
+/// failed again (`batchItemFailures`), which SQS keeps for a later attempt (and, past the
+/// queue's maximum receive count, moves to the parking queue). Nothing is dropped.
+pub async fn redrive(ports: &impl Ports, batch: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in batch.records {
+        let id = message.message_id.unwrap_or_default();
+        let outcome = match dead_letter_event(message.body.as_deref().unwrap_or_default()) {
+            Ok(event) => ingest_event(ports, &event)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Err(problem) => Err(problem),
+                .map_err(|e| chain(&e)),
+            Err(problem) => Err(problem.to_string()),
         };
         match outcome {
-            Ok(()) => tracing::info!(message_id = id, "dead letter redriven"),
+            Ok(()) => tracing::info!(message_id = %id, "dead letter redriven"),
             Err(problem) => {
-                tracing::warn!(message_id = id, error = %problem, "dead letter not redriven; it stays in the queue");
-                failed.push(json!({ "itemIdentifier": id }));
+                tracing::warn!(message_id = %id, error = %excerpt(&problem, LOG_EXCERPT), "dead letter not redriven; it stays in the queue");
+                response.add_failure(id);
             }
         }
     }
-    json!({ "batchItemFailures": failed })
+    response
 }
 
-/// Handles one rule event; answers a short summary of what was done.
+/// What is answered for device input that is acknowledged without a write.
+fn rejected(kind: &str, code: &str, topic: &str) -> Value {
+    tracing::warn!(kind, code, topic = %excerpt(topic, LOG_EXCERPT), "event rejected and acknowledged");
+    json!({ "kind": kind, "applied": false, "rejected": code })
+}
+
+/// An event's time, if Tether may order by it (see [`plausible`]).
+fn event_time(at: Option<i64>) -> Result<i64, &'static str> {
+    let now = now_ms();
+    match at {
+        None => Ok(now),
+        Some(at) if plausible(at, now) => Ok(at),
+        Some(_) => Err("IMPLAUSIBLE_TIMESTAMP"),
+    }
+}
+
 #[tracing::instrument(skip_all, fields(topic))]
-async fn ingest_event(ports: &impl Ports, event: Value) -> Result<Value, IngestError> {
-    let topic = event
-        .get("topic")
-        .and_then(Value::as_str)
-        .ok_or(IngestError::NoTopic)?
-        .to_owned();
-    tracing::Span::current().record("topic", topic.as_str());
-    if let Ok(reply) = ports.topics().parse_reply(&topic) {
-        return ingest_reply(ports, &reply, &event).await;
+async fn ingest_event(ports: &impl Ports, event: &RuleEvent) -> Result<Value, IngestError> {
+    let topic = event.topic.as_str();
+    tracing::Span::current().record("topic", excerpt(topic, LOG_EXCERPT).as_str());
+    match ports.topics().parse_reply(topic) {
+        Ok(reply) => return ingest_reply(ports, &reply, event).await,
+        Err(TopicError::BadId { .. }) => return Ok(rejected("reply", "INVALID_TOPIC_ID", topic)),
+        Err(_) => {}
     }
-    if let Ok(presence) = PresenceTopic::parse(&topic) {
-        return ingest_presence(ports, &presence, &event).await;
+    match PresenceTopic::parse(topic) {
+        Ok(presence) => return ingest_presence(ports, &presence, event).await,
+        // Other clients of the account (not Tether devices) connect too.
+        Err(TopicError::BadId { .. }) => return Ok(rejected("presence", "NOT_A_DEVICE_ID", topic)),
+        Err(_) => {}
     }
-    if let Ok(execution) = ExecutionEventTopic::parse(&topic) {
-        return ingest_execution(ports, &execution, &event).await;
+    match ExecutionEventTopic::parse(topic) {
+        Ok(execution) => return ingest_execution(ports, &execution, event).await,
+        Err(TopicError::BadId { .. }) => {
+            return Ok(rejected("execution", "NOT_A_COMMAND_ID", topic))
+        }
+        Err(_) => {}
     }
-    Err(IngestError::UnknownTopic(topic))
-}
-
-/// A reason's description: at most 1024 characters, no control characters.
-fn describe(problem: &str) -> String {
-    problem
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(1024)
-        .collect()
+    Err(IngestError::UnknownTopic(excerpt(topic, LOG_EXCERPT)))
 }
 
 async fn ingest_reply(
     ports: &impl Ports,
     topic: &ReplyTopic,
-    event: &Value,
+    event: &RuleEvent,
 ) -> Result<Value, IngestError> {
-    let at = event
-        .get("receivedAt")
-        .and_then(Value::as_i64)
-        .unwrap_or_else(now_ms);
-    let mut payload = event.clone();
-    if let Some(fields) = payload.as_object_mut() {
-        fields.remove("topic");
-        fields.remove("receivedAt");
-    }
-    let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+    let Ok(at) = event_time(event.received_at) else {
+        return Ok(rejected("reply", "IMPLAUSIBLE_TIMESTAMP", &event.topic));
+    };
+    let bytes = event
+        .payload
+        .as_deref()
+        .and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
+        .ok_or(IngestError::NoPayload)?;
     match DeviceReply::parse(&bytes) {
         Ok(reply) => {
             let change =
@@ -289,13 +391,14 @@ async fn ingest_reply(
             )
         }
         Err(problem) => {
-            tracing::warn!(request_id = %topic.request_id, device = %topic.device, error = %problem, "malformed reply kept in the timeline");
+            let description = excerpt(&problem.to_string(), 1024);
+            tracing::warn!(request_id = %topic.request_id, device = %topic.device, error = %excerpt(&description, LOG_EXCERPT), "malformed reply");
             let change = StatusChange::rejected_reply(
                 at,
-                StatusReason::new(INVALID_REPLY, Some(describe(&problem.to_string()))),
+                StatusReason::new(INVALID_REPLY, Some(description)),
             );
             let new_event = ports
-                .record_event(&RecordKey::Invocation(topic.request_id.clone()), &change)
+                .reject_reply(&topic.request_id, &topic.device, &change)
                 .await?;
             Ok(
                 json!({ "kind": "reply", "requestId": topic.request_id, "applied": false, "newEvent": new_event, "rejected": problem.code() }),
@@ -307,16 +410,16 @@ async fn ingest_reply(
 async fn ingest_presence(
     ports: &impl Ports,
     topic: &PresenceTopic,
-    event: &Value,
+    event: &RuleEvent,
 ) -> Result<Value, IngestError> {
-    let text = |name: &str| event.get(name).and_then(Value::as_str).map(str::to_owned);
+    let Ok(at_ms) = event_time(event.time("timestamp")) else {
+        return Ok(rejected("presence", "IMPLAUSIBLE_TIMESTAMP", &event.topic));
+    };
+    let text = |name: &str| event.text(name).map(str::to_owned);
     let presence = PresenceEvent {
         device: topic.client.clone(),
         presence: topic.presence,
-        at_ms: event
-            .get("timestamp")
-            .and_then(Value::as_i64)
-            .unwrap_or_else(now_ms),
+        at_ms,
         session: text("sessionIdentifier"),
         disconnect_reason: match topic.presence {
             Presence::Disconnected => text("disconnectReason"),
@@ -331,12 +434,13 @@ async fn ingest_presence(
 async fn ingest_execution(
     ports: &impl Ports,
     topic: &ExecutionEventTopic,
-    event: &Value,
+    event: &RuleEvent,
 ) -> Result<Value, IngestError> {
-    let text = |name: &str| event.get(name).and_then(Value::as_str);
     let (Some(id), Some(target_arn)) = (
-        text("executionId").and_then(|id| ExecutionId::parse(id).ok()),
-        text("targetArn"),
+        event
+            .text("executionId")
+            .and_then(|id| ExecutionId::parse(id).ok()),
+        event.text("targetArn"),
     ) else {
         tracing::warn!(topic = %topic, "execution event without a valid executionId or targetArn; ignored");
         return Ok(
@@ -344,15 +448,26 @@ async fn ingest_execution(
         );
     };
     let Some((target_kind, target)) = target_from_arn(target_arn) else {
-        tracing::warn!(execution = %id, target_arn, "execution event for a target Tether cannot name; ignored");
+        tracing::warn!(execution = %id, target_arn = %excerpt(target_arn, LOG_EXCERPT), "execution event for a target Tether cannot name; ignored");
         return Ok(
             json!({ "kind": "execution", "executionId": id, "ignored": "unsupported targetArn" }),
         );
     };
-    let status = text("status")
+    let Ok(at) = event_time(event.time("timestamp")) else {
+        return Ok(rejected("execution", "IMPLAUSIBLE_TIMESTAMP", &event.topic));
+    };
+    let Some(command) = ports.command_scope().api_id(topic.command.as_str()) else {
+        tracing::info!(execution = %id, "an execution of a command outside Tether's scope; ignored");
+        return Ok(
+            json!({ "kind": "execution", "executionId": id, "ignored": "command outside COMMAND_ID_PREFIX" }),
+        );
+    };
+    let status = event
+        .text("status")
         .and_then(ExecutionStatus::parse)
         .unwrap_or(topic.status);
     let reason: Option<StatusReason> = event
+        .fields
         .get("statusReason")
         .and_then(|r| serde_json::from_value(r.clone()).ok());
     let source = match status {
@@ -360,24 +475,28 @@ async fn ingest_execution(
         ExecutionStatus::TimedOut => Source::of_timeout(reason.as_ref()),
         _ => Source::Device,
     };
-    let at = event
-        .get("timestamp")
-        .and_then(Value::as_i64)
-        .unwrap_or_else(now_ms);
-    let change = StatusChange::new(status, source, at).with_reason(reason);
+    let mut change = StatusChange::new(status, source, at).with_reason(reason);
+    // A final status is written together with its result, so nobody reads a SUCCEEDED record
+    // whose result is still on its way.
+    let result = match change.phase {
+        Phase::Terminal => ports.fetch_result(&id, target_arn).await?,
+        _ => None,
+    };
+    change = change.with_result(result.clone());
     let meta = RecordMeta::Execution {
-        command: topic.command.clone(),
+        command,
         target,
         target_kind,
         parameters: None,
     };
     let outcome = ports.apply_execution(&id, &change, &meta).await?;
-    let mut result_stored = false;
-    if change.phase == Phase::Terminal {
-        if let Some(result) = ports.fetch_result(&id, target_arn).await? {
-            result_stored = ports.store_result(&id, &result).await?;
-        }
-    }
+    let result_stored = match (&result, outcome.applied) {
+        (Some(_), true) => true,
+        // The record was final already (a duplicate, or a report that won first): the result
+        // still belongs on it.
+        (Some(result), false) => ports.store_result(&id, result).await?,
+        (None, _) => false,
+    };
     tracing::info!(execution = %id, status = change.status, applied = outcome.applied, result_stored, "execution event");
     Ok(
         json!({ "kind": "execution", "executionId": id, "applied": outcome.applied, "resultStored": result_stored }),

@@ -14,6 +14,7 @@ const REDRIVE: &str = include_str!("../../../../events/ingest-redrive-sqs.json")
 #[derive(Default)]
 struct Fake {
     topics: InvokeTopics,
+    scope: CommandScope,
     replies: Mutex<Vec<(RequestId, DeviceId, StatusChange)>>,
     events: Mutex<Vec<(RecordKey, StatusChange)>>,
     presence: Mutex<Vec<PresenceEvent>>,
@@ -46,15 +47,16 @@ impl Ports for Fake {
         })
     }
 
-    async fn record_event(
+    async fn reject_reply(
         &self,
-        key: &RecordKey,
+        id: &RequestId,
+        _: &DeviceId,
         change: &StatusChange,
     ) -> Result<bool, StoreError> {
         self.events
             .lock()
             .unwrap()
-            .push((key.clone(), change.clone()));
+            .push((RecordKey::Invocation(id.clone()), change.clone()));
         Ok(true)
     }
 
@@ -102,11 +104,26 @@ impl Ports for Fake {
     fn topics(&self) -> &InvokeTopics {
         &self.topics
     }
+
+    fn command_scope(&self) -> &CommandScope {
+        &self.scope
+    }
 }
 
 fn event(text: &str) -> Value {
     serde_json::from_str(text).unwrap()
 }
+
+/// The reply rule's event for `payload` sent on `topic`.
+fn reply_event(topic: &str, payload: &[u8], received_at: i64) -> Value {
+    json!({
+        "payload": base64::engine::general_purpose::STANDARD.encode(payload),
+        "topic": topic,
+        "receivedAt": received_at,
+    })
+}
+
+const REPLY_TOPIC: &str = "tether/replies/dev-1/5f2b7c1e9a4d4b0e8c3a2f1d6e7b8a90";
 
 #[tokio::test]
 async fn a_reply_completes_its_invocation_with_the_rules_timestamp() {
@@ -128,8 +145,11 @@ async fn a_reply_completes_its_invocation_with_the_rules_timestamp() {
 #[tokio::test]
 async fn a_malformed_reply_is_kept_in_the_timeline_and_changes_nothing() {
     let fake = Fake::default();
-    let mut bad = event(REPLY);
-    bad["status"] = json!("DONE\u{0007}");
+    let bad = reply_event(
+        REPLY_TOPIC,
+        "{\"status\":\"DONE\u{0007}\"}".as_bytes(),
+        now_ms(),
+    );
 
     let summary = handle(&fake, bad).await.unwrap();
 
@@ -199,14 +219,125 @@ async fn unknown_and_topicless_events_are_errors_not_silence() {
         Err(IngestError::UnknownTopic(_))
     ));
     assert!(matches!(
-        handle(&fake, json!({"topic": "tether/replies/dev 1/r"})).await,
-        Err(IngestError::UnknownTopic(_))
+        handle(&fake, json!({"topic": REPLY_TOPIC})).await,
+        Err(IngestError::NoPayload)
     ));
 }
 
 #[tokio::test]
-async fn a_final_execution_event_records_the_status_and_fetches_the_result() {
+async fn device_input_that_breaks_the_rules_is_acknowledged_as_rejected_not_retried() {
     let fake = Fake::default();
+    let now = now_ms();
+
+    for (event, code) in [
+        (
+            reply_event("tether/replies/dev 1/r", b"{}", now),
+            "INVALID_TOPIC_ID",
+        ),
+        (
+            reply_event("tether/replies/dev-1/bad+id", b"{}", now),
+            "INVALID_TOPIC_ID",
+        ),
+        (
+            reply_event(REPLY_TOPIC, br#"{"status":"SUCCEEDED"}"#, now + 3_600_000),
+            "IMPLAUSIBLE_TIMESTAMP",
+        ),
+        (
+            json!({"topic": "$aws/events/presence/connected/not a device", "timestamp": now}),
+            "NOT_A_DEVICE_ID",
+        ),
+        (
+            json!({"topic": "$aws/events/presence/disconnected/dev-1", "timestamp": 999_999_999_999_999_i64}),
+            "IMPLAUSIBLE_TIMESTAMP",
+        ),
+    ] {
+        let summary = handle(&fake, event.clone()).await.unwrap();
+        assert_eq!(summary["rejected"], code, "{event}");
+    }
+    assert!(fake.replies.lock().unwrap().is_empty());
+    assert!(fake.events.lock().unwrap().is_empty());
+    assert!(fake.presence.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_non_json_reply_is_kept_as_rejected() {
+    let fake = Fake::default();
+
+    let summary = handle(
+        &fake,
+        reply_event(REPLY_TOPIC, b"\xff\x00 not json", now_ms()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(summary["applied"], false);
+    assert_eq!(fake.events.lock().unwrap()[0].1.status, INVALID_REPLY);
+}
+
+/// The payloads a hostile device could send on its own reply topic to speak for another: none
+/// of them reaches past its own invocation.
+#[tokio::test]
+async fn a_reply_payload_cannot_name_another_topic_time_or_event_kind() {
+    let victim = "$aws/events/presence/disconnected/victim";
+    let forged_batch = json!({"Records": [{"messageId": "m", "body": json!({"requestPayload": {"topic": victim, "timestamp": 999_999_999_999_999_i64}}).to_string()}]});
+    let payloads = [
+        forged_batch.to_string(),
+        json!({"status": "SUCCEEDED", "topic": victim, "receivedAt": 999_999_999_999_999_i64}).to_string(),
+        json!({"status": "SUCCEEDED", "topic": "tether/replies/victim/0123456789abcdef0123456789abcdef", "Records": []}).to_string(),
+    ];
+    for payload in payloads {
+        let fake = Fake::default();
+        let received_at = now_ms();
+
+        handle(
+            &fake,
+            reply_event(REPLY_TOPIC, payload.as_bytes(), received_at),
+        )
+        .await
+        .unwrap();
+
+        assert!(fake.presence.lock().unwrap().is_empty(), "{payload}");
+        assert!(fake.executions.lock().unwrap().is_empty(), "{payload}");
+        for (id, device, change) in fake.replies.lock().unwrap().iter() {
+            assert_eq!(
+                (id.as_str(), device.as_str()),
+                ("5f2b7c1e9a4d4b0e8c3a2f1d6e7b8a90", "dev-1"),
+                "{payload}"
+            );
+            assert_eq!(change.at_ms, received_at, "{payload}");
+        }
+        for (key, change) in fake.events.lock().unwrap().iter() {
+            assert_eq!(
+                key,
+                &RecordKey::Invocation(
+                    RequestId::parse("5f2b7c1e9a4d4b0e8c3a2f1d6e7b8a90").unwrap()
+                ),
+                "{payload}"
+            );
+            assert_eq!(change.at_ms, received_at, "{payload}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rule_event_is_never_read_as_a_dead_letter_batch() {
+    let fake = Fake::default();
+    let batch = event(REDRIVE);
+
+    assert!(matches!(
+        handle(&fake, batch).await,
+        Err(IngestError::NoTopic)
+    ));
+    assert!(fake.presence.lock().unwrap().is_empty());
+    assert!(fake.replies.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_final_execution_event_records_the_status_and_fetches_the_result() {
+    let fake = Fake {
+        scope: CommandScope::new("tether-").unwrap(),
+        ..Fake::default()
+    };
 
     let summary = handle(&fake, event(SUCCEEDED)).await.unwrap();
 
@@ -226,9 +357,32 @@ async fn a_final_execution_event_records_the_status_and_fetches_the_result() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        fake.results.lock().unwrap()[0].1,
-        json!({"unlocked": {"B": true}})
+        change.result,
+        Some(json!({"unlocked": {"B": true}})),
+        "the final status and its result are one write"
     );
+    assert!(fake.results.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn execution_events_are_recorded_under_the_api_id_and_only_in_the_commands_scope() {
+    let fake = Fake {
+        scope: CommandScope::new("tether-").unwrap(),
+        ..Fake::default()
+    };
+    let mut theirs = event(SUCCEEDED);
+    theirs["topic"] = json!("$aws/events/commandExecution/unlock/SUCCEEDED");
+
+    handle(&fake, event(SUCCEEDED)).await.unwrap();
+    let summary = handle(&fake, theirs).await.unwrap();
+
+    assert!(summary["ignored"].is_string(), "{summary}");
+    let executions = fake.executions.lock().unwrap();
+    assert_eq!(executions.len(), 1);
+    match &executions[0].2 {
+        RecordMeta::Execution { command, .. } => assert_eq!(command.as_str(), "unlock"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -260,7 +414,7 @@ async fn execution_events_for_targets_tether_cannot_name_are_acknowledged_and_ig
 async fn dead_letters_are_redriven_and_what_fails_again_stays_in_the_queue() {
     let fake = Fake::default();
 
-    let answer = handle(&fake, event(REDRIVE)).await.unwrap();
+    let answer = redrive(&fake, serde_json::from_str(REDRIVE).unwrap()).await;
 
     // The Lambda failure record's event, and the rule error message's payload and topic.
     assert_eq!(fake.presence.lock().unwrap().len(), 1);
@@ -275,7 +429,7 @@ async fn dead_letters_are_redriven_and_what_fails_again_stays_in_the_queue() {
     assert_eq!(change.result, Some(json!({"brightness": 80})));
     // The message that holds no event is reported, so SQS keeps it.
     assert_eq!(
-        answer,
+        serde_json::to_value(answer).unwrap(),
         json!({"batchItemFailures": [{"itemIdentifier": "00000003-aaaa-bbbb-cccc-dddddddddddd"}]})
     );
 }
@@ -287,13 +441,9 @@ async fn a_redrive_while_the_store_still_fails_keeps_every_message() {
         ..Fake::default()
     };
 
-    let answer = handle(&fake, event(REDRIVE)).await.unwrap();
+    let answer = redrive(&fake, serde_json::from_str(REDRIVE).unwrap()).await;
 
-    assert_eq!(
-        answer["batchItemFailures"].as_array().unwrap().len(),
-        3,
-        "{answer}"
-    );
+    assert_eq!(answer.batch_item_failures.len(), 3, "{answer:?}");
 }
 
 #[test]
@@ -303,8 +453,8 @@ fn dead_letter_messages_that_hold_no_event_are_refused() {
         "[]",
         r#"{"topic": "t"}"#,
         r#"{"topic": "t", "base64OriginalPayload": "***"}"#,
-        r#"{"topic": "t", "base64OriginalPayload": "WzEsMl0="}"#,
         r#"{"requestPayload": "text"}"#,
+        r#"{"requestPayload": {"no": "topic"}}"#,
     ] {
         assert!(dead_letter_event(body).is_err(), "{body:?}");
     }

@@ -20,7 +20,7 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::Request;
 use tether_adapters::config::{Config, ConnectivityCheck};
 use tether_adapters::http::{
-    digest, idempotency_key, internal, json, json_body, problem, route, HttpResponse,
+    caller, digest, idempotency_key, internal, json, json_body, problem, route, HttpResponse,
 };
 use tether_adapters::iot::{DeviceRequest, IotGateway};
 use tether_domain::api::{InvokeRequest, InvokeResponse, MAX_PAYLOAD_BYTES};
@@ -223,8 +223,11 @@ async fn invoke(
         &call.timeout_ms.to_string(),
     ]);
     let id = match key {
-        // 128 bits of the digest: ids stay short and fit the topic rules.
-        Some(key) => RequestId::parse(&digest(&["idempotency", device.as_str(), key])[..32])?,
+        // 128 bits of the digest: ids stay short and fit the topic rules. The caller is part
+        // of it: another caller's same key is another request.
+        Some(key) => RequestId::parse(
+            &digest(&["idempotency", &caller(request), device.as_str(), key])[..32],
+        )?,
         None => RequestId::random(),
     };
     tracing::info!(device = %device, method = %call.method, request_id = %id, timeout_ms = call.timeout_ms, "invoke");
