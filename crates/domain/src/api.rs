@@ -360,6 +360,10 @@ pub struct ExecutionRecord {
     /// The status history, oldest first; left out of list answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<TimelineEntry>>,
+    /// The history is longer than one answer carries (about 2 MB of it): `timeline` holds its
+    /// oldest entries. Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timeline_truncated: bool,
 }
 
 /// A direct invocation as `GET /invocations/{requestId}` shows it.
@@ -380,6 +384,10 @@ pub struct InvocationRecord {
     /// The status history, oldest first; left out of list answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<TimelineEntry>>,
+    /// The history is longer than one answer carries (about 2 MB of it): `timeline` holds its
+    /// oldest entries. Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timeline_truncated: bool,
 }
 
 /// `GET /devices/{deviceId}`.
@@ -590,6 +598,7 @@ mod tests {
             created_at: "t".into(),
             completed_at: None,
             timeline: Some(vec![]),
+            timeline_truncated: false,
         };
         assert_eq!(
             serde_json::to_value(&record).unwrap(),

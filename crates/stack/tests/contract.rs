@@ -639,6 +639,7 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
         updated_at: "t".into(),
         completed_at: full.then(|| "t".into()),
         timeline: full.then(|| vec![timeline(true)]),
+        timeline_truncated: full,
     };
     let started = |full: bool| StartedExecution {
         target: "dev-1".into(),
@@ -682,6 +683,7 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
                 created_at: "t".into(),
                 completed_at: Some("t".into()),
                 timeline: Some(vec![]),
+                timeline_truncated: true,
             }),
             to_json!(InvocationRecord {
                 request_id: "r".into(),
@@ -693,6 +695,7 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
                 created_at: "t".into(),
                 completed_at: None,
                 timeline: None,
+                timeline_truncated: false,
             }),
         ),
         (

@@ -40,8 +40,9 @@ use crate::token;
 
 pub(crate) const RECORD_SK: &str = "RECORD";
 const EVENT_PREFIX: &str = "EVENT#";
-/// Pages of one record's history read at most (a thousand-odd events).
-const MAX_TIMELINE_PAGES: usize = 10;
+/// Pages of one record's history one read returns at most (DynamoDB pages are up to 1 MB: two
+/// keep an answer well inside Lambda's 6 MB response limit, a thousand-odd events or more).
+pub const MAX_TIMELINE_PAGES: usize = 2;
 /// Index queries one list call makes at most while a status filter skips items.
 const MAX_LIST_ROUNDS: usize = 10;
 
@@ -742,12 +743,16 @@ impl Store {
         }
     }
 
-    /// Reads a record and its timeline, strongly consistent.
-    async fn read(&self, key: &RecordKey) -> Result<Option<(Item, Vec<Item>)>, StoreError> {
+    /// Reads a record and its timeline, strongly consistent: at most [`MAX_TIMELINE_PAGES`]
+    /// pages of history, so that no answer outgrows what Lambda may return (6 MB). The record
+    /// sorts after its events (`RECORD` > `EVENT#…`): when the history is cut, it is read on
+    /// its own. Returns the record, the events and whether the history was cut.
+    async fn read(&self, key: &RecordKey) -> Result<Option<(Item, Vec<Item>, bool)>, StoreError> {
         let mut record = None;
         let mut events = Vec::new();
         let mut start = None;
-        for _ in 0..MAX_TIMELINE_PAGES {
+        let mut more = false;
+        for page_number in 1..=MAX_TIMELINE_PAGES {
             let page = self
                 .client
                 .query()
@@ -767,20 +772,38 @@ impl Store {
                 }
             }
             match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
+                Some(key) if !key.is_empty() && page_number < MAX_TIMELINE_PAGES => {
+                    start = Some(key)
+                }
+                Some(key) if !key.is_empty() => more = true,
                 _ => break,
             }
         }
-        Ok(record.map(|r| (r, events)))
+        let truncated = more && record.is_none();
+        if truncated {
+            record = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key(PK, s(key.pk()))
+                .key(SK, s(RECORD_SK))
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("GetItem", e))?
+                .item;
+        }
+        Ok(record.map(|r| (r, events, truncated)))
     }
 
     /// One execution with its timeline.
     pub async fn execution(&self, id: &ExecutionId) -> Result<Option<ExecutionRecord>, StoreError> {
         match self.read(&RecordKey::Execution(id.clone())).await? {
-            Some((record, events)) => Ok(Some(execution_from(
-                &record,
-                Some(timeline_from(&events)?),
-            )?)),
+            Some((record, events, truncated)) => {
+                let mut execution = execution_from(&record, Some(timeline_from(&events)?))?;
+                execution.timeline_truncated = truncated;
+                Ok(Some(execution))
+            }
             None => Ok(None),
         }
     }
@@ -788,10 +811,11 @@ impl Store {
     /// One invocation with its timeline.
     pub async fn invocation(&self, id: &RequestId) -> Result<Option<InvocationRecord>, StoreError> {
         match self.read(&RecordKey::Invocation(id.clone())).await? {
-            Some((record, events)) => Ok(Some(invocation_from(
-                &record,
-                Some(timeline_from(&events)?),
-            )?)),
+            Some((record, events, truncated)) => {
+                let mut invocation = invocation_from(&record, Some(timeline_from(&events)?))?;
+                invocation.timeline_truncated = truncated;
+                Ok(Some(invocation))
+            }
             None => Ok(None),
         }
     }
@@ -989,6 +1013,7 @@ fn execution_from(
         updated_at: rfc3339(r.n("updatedAt")?),
         completed_at: r.opt_n("completedAt")?.map(rfc3339),
         timeline,
+        timeline_truncated: false,
     })
 }
 
@@ -1015,6 +1040,7 @@ fn invocation_from(
         created_at: rfc3339(r.n("createdAt")?),
         completed_at: r.opt_n("completedAt")?.map(rfc3339),
         timeline,
+        timeline_truncated: false,
     };
     let pending = tether_domain::InvocationStatus::Pending.as_str();
     if let Some(deadline) = r.opt_n(DEADLINE)? {

@@ -1014,3 +1014,55 @@ async fn the_local_endpoint_refuses_what_dynamodb_refuses() {
         "each is a ValidationException: {codes:?}"
     );
 }
+
+/// A history longer than one answer carries is cut (its oldest entries kept, and said so), and
+/// the record is still found: a device that floods its own invocation with bad replies cannot
+/// make a GET outgrow Lambda's 6 MB answer, nor hide the record.
+#[tokio::test]
+async fn a_flooded_timeline_is_cut_and_says_so() {
+    let h = harness().await;
+    let id = RequestId::random();
+    h.store
+        .begin_invocation(
+            &id,
+            &device("dev-1"),
+            &MethodName::parse("open").unwrap(),
+            "h",
+            1_000,
+            i64::MAX,
+        )
+        .await
+        .unwrap();
+    // About 1.1 KB an entry: 2,100 of them are more than two 1 MB pages.
+    let description = "x".repeat(1000);
+    for n in 0..2_100 {
+        let change = StatusChange::rejected_reply(
+            2_000 + n,
+            StatusReason::new(tether_store::INVALID_REPLY, Some(description.clone())),
+        );
+        assert!(h
+            .store
+            .reject_reply(&id, &device("dev-1"), &change)
+            .await
+            .unwrap());
+    }
+
+    let record = h
+        .store
+        .invocation(&id)
+        .await
+        .unwrap()
+        .expect("the record is found");
+
+    assert_eq!(record.status, "PENDING");
+    assert!(record.timeline_truncated);
+    let timeline = record.timeline.unwrap();
+    assert!(
+        timeline.len() > 100 && timeline.len() < 2_101,
+        "{}",
+        timeline.len()
+    );
+    assert_eq!(timeline[0].status, "PENDING", "the oldest entries are kept");
+    let answer = serde_json::to_vec(&h.store.invocation(&id).await.unwrap()).unwrap();
+    assert!(answer.len() < 6 * 1024 * 1024, "{} bytes", answer.len());
+}

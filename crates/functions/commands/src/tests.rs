@@ -95,6 +95,7 @@ impl Ports for Fake {
             updated_at: "x".into(),
             completed_at: None,
             timeline: None,
+            timeline_truncated: false,
         }))
     }
 

@@ -177,6 +177,7 @@ mod tests {
                 created_at: "2026-11-23T18:00:00.000Z".into(),
                 completed_at: None,
                 timeline: Some(vec![]),
+                timeline_truncated: false,
             }))
         }
 
