@@ -20,7 +20,7 @@ use tether_domain::clock::excerpt;
 use tether_domain::error::Resource;
 use tether_domain::{ApiError, CommandId, CommandScope};
 
-use crate::http::internal;
+use crate::http::{internal, upstream};
 use crate::iot::GatewayError;
 
 /// Largest static payload or template (AWS: 32 KB).
@@ -64,13 +64,7 @@ where
         "ThrottlingException" | "ServiceQuotaExceededException" | "LimitExceededException" => {
             ApiError::Throttled { retry_after_s: 1 }
         }
-        _ => {
-            let err = GatewayError::from_sdk(operation, err);
-            match err.to_api() {
-                ApiError::Internal => internal(&err),
-                other => other,
-            }
-        }
+        _ => upstream(GatewayError::from_sdk(operation, err)),
     }
 }
 

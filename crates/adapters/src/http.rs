@@ -7,6 +7,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tether_domain::error::Upstream;
 use tether_domain::ApiError;
 
 pub type HttpResponse = Response<Body>;
@@ -33,6 +34,25 @@ pub fn problem(err: &ApiError) -> HttpResponse {
 
 /// Logs an unexpected error with its whole chain of causes and turns it into an opaque 500.
 pub fn internal(err: &(dyn std::error::Error + 'static)) -> ApiError {
+    tracing::error!(error = %error_chain(err), "internal error");
+    ApiError::Internal
+}
+
+/// What the API answers for a dependency's failure ([`Upstream`]): an unexpected one is
+/// logged with its causes ([`internal`]) and answered as an opaque 500; a throttled or
+/// unavailable dependency is logged at `warn` and answered as it maps (429 / 503).
+pub fn upstream<E: Upstream>(err: E) -> ApiError {
+    match err.to_api() {
+        ApiError::Internal => internal(&err),
+        other => {
+            tracing::warn!(error = %error_chain(&err), code = other.code(), "a dependency is throttled or unavailable");
+            other
+        }
+    }
+}
+
+/// An error and its causes as one line.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut chain = err.to_string();
     let mut cause = err.source();
     while let Some(next) = cause {
@@ -40,8 +60,7 @@ pub fn internal(err: &(dyn std::error::Error + 'static)) -> ApiError {
         chain.push_str(&next.to_string());
         cause = next.source();
     }
-    tracing::error!(error = %chain, "internal error");
-    ApiError::Internal
+    chain
 }
 
 /// A JSON response.
@@ -132,39 +151,113 @@ pub fn match_path<'a>(pattern: &str, path: &'a str) -> Option<Vec<&'a str>> {
     Some(captured)
 }
 
-/// Every route of the HTTP API, as `openapi.yaml` declares them (a contract test keeps the
-/// two in step). The function behind the API's default route uses it to tell a method the
-/// path does not take (405) from a path the API does not have (404).
-pub const API_ROUTES: [(Method, &str); 12] = [
-    (Method::POST, "/devices/{deviceId}/invoke"),
-    (Method::GET, "/invocations/{requestId}"),
-    (Method::GET, "/devices/{deviceId}"),
-    (Method::GET, "/devices/{deviceId}/executions"),
-    (Method::GET, "/commands"),
-    (Method::POST, "/commands"),
-    (Method::GET, "/commands/{commandId}"),
-    (Method::PATCH, "/commands/{commandId}"),
-    (Method::DELETE, "/commands/{commandId}"),
-    (Method::GET, "/commands/{commandId}/executions"),
-    (Method::POST, "/commands/{commandId}/executions"),
-    (Method::GET, "/executions/{executionId}"),
-];
+/// A function that serves the HTTP API, by its binary name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Function {
+    Invoke,
+    Commands,
+    Status,
+}
+
+impl Function {
+    /// The binary (and `cargo lambda watch` function) name.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Function::Invoke => "invoke",
+            Function::Commands => "commands",
+            Function::Status => "status",
+        }
+    }
+}
+
+/// Every route of the HTTP API, declared once: its method, its path pattern and the function
+/// that serves it. Handlers match on the variants; the contract test checks `openapi.yaml`,
+/// `template.yaml` and the watch router in `Cargo.toml` against [`Route::ALL`], so a route
+/// added here and nowhere else fails it. Requests no route takes reach `status`, which answers
+/// 405 (with `Allow`) or 404 from this table ([`unrouted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    Invoke,
+    GetInvocation,
+    GetDevice,
+    ListDeviceExecutions,
+    ListCommands,
+    CreateCommand,
+    GetCommand,
+    UpdateCommand,
+    DeleteCommand,
+    ListCommandExecutions,
+    StartExecutions,
+    GetExecution,
+}
+
+impl Route {
+    pub const ALL: [Route; 12] = [
+        Route::Invoke,
+        Route::GetInvocation,
+        Route::GetDevice,
+        Route::ListDeviceExecutions,
+        Route::ListCommands,
+        Route::CreateCommand,
+        Route::GetCommand,
+        Route::UpdateCommand,
+        Route::DeleteCommand,
+        Route::ListCommandExecutions,
+        Route::StartExecutions,
+        Route::GetExecution,
+    ];
+
+    /// Method, path pattern and serving function.
+    fn spec(self) -> (Method, &'static str, Function) {
+        use Function::{Commands, Invoke, Status};
+        match self {
+            Route::Invoke => (Method::POST, "/devices/{deviceId}/invoke", Invoke),
+            Route::GetInvocation => (Method::GET, "/invocations/{requestId}", Status),
+            Route::GetDevice => (Method::GET, "/devices/{deviceId}", Status),
+            Route::ListDeviceExecutions => (Method::GET, "/devices/{deviceId}/executions", Status),
+            Route::ListCommands => (Method::GET, "/commands", Commands),
+            Route::CreateCommand => (Method::POST, "/commands", Commands),
+            Route::GetCommand => (Method::GET, "/commands/{commandId}", Commands),
+            Route::UpdateCommand => (Method::PATCH, "/commands/{commandId}", Commands),
+            Route::DeleteCommand => (Method::DELETE, "/commands/{commandId}", Commands),
+            Route::ListCommandExecutions => {
+                (Method::GET, "/commands/{commandId}/executions", Status)
+            }
+            Route::StartExecutions => (Method::POST, "/commands/{commandId}/executions", Commands),
+            Route::GetExecution => (Method::GET, "/executions/{executionId}", Status),
+        }
+    }
+
+    pub fn method(self) -> Method {
+        self.spec().0
+    }
+
+    /// The path pattern, e.g. `/devices/{deviceId}/invoke`.
+    pub fn pattern(self) -> &'static str {
+        self.spec().1
+    }
+
+    pub fn function(self) -> Function {
+        self.spec().2
+    }
+}
 
 /// The answer to a request that no route of the API takes: 405 with an `Allow` header when
 /// the path exists with other methods, else 404 (both problem+json).
 pub fn unrouted(method: &Method, path: &str) -> HttpResponse {
-    let err = match route(&API_ROUTES, method, path) {
+    let err = match find(Route::ALL, method, path) {
         // The route exists, but was sent to a function that does not serve it.
         Ok(_) => ApiError::RouteNotFound(format!("{method} {path}")),
         Err(err) => err,
     };
     let mut response = problem(&err);
     if matches!(err, ApiError::MethodNotAllowed(_)) {
-        let allowed: Vec<&str> = API_ROUTES
+        let allowed: Vec<Method> = Route::ALL
             .iter()
-            .filter(|(_, pattern)| match_path(pattern, path).is_some())
-            .map(|(m, _)| m.as_str())
+            .filter(|r| match_path(r.pattern(), path).is_some())
+            .map(|r| r.method())
             .collect();
+        let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
         if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
             response.headers_mut().insert(header::ALLOW, value);
         }
@@ -172,18 +265,30 @@ pub fn unrouted(method: &Method, path: &str) -> HttpResponse {
     response
 }
 
-/// Finds the route for a request among `(method, pattern)` pairs: `Ok((index, captures))`, or
-/// 405 when the path exists with other methods, or 404.
+/// Finds `function`'s route for a request: `Ok((route, captures))`, or 405 when the path is
+/// one of its routes' with another method, or 404.
 pub fn route<'a>(
-    routes: &[(Method, &str)],
+    function: Function,
     method: &Method,
     path: &'a str,
-) -> Result<(usize, Vec<&'a str>), ApiError> {
+) -> Result<(Route, Vec<&'a str>), ApiError> {
+    find(
+        Route::ALL.into_iter().filter(|r| r.function() == function),
+        method,
+        path,
+    )
+}
+
+fn find<'a>(
+    routes: impl IntoIterator<Item = Route>,
+    method: &Method,
+    path: &'a str,
+) -> Result<(Route, Vec<&'a str>), ApiError> {
     let mut path_known = false;
-    for (i, (m, pattern)) in routes.iter().enumerate() {
-        if let Some(captures) = match_path(pattern, path) {
-            if m == method {
-                return Ok((i, captures));
+    for route in routes {
+        if let Some(captures) = match_path(route.pattern(), path) {
+            if route.method() == method {
+                return Ok((route, captures));
             }
             path_known = true;
         }
@@ -328,26 +433,48 @@ mod tests {
 
     #[test]
     fn routing_tells_405_from_404() {
-        let routes = [
-            (Method::GET, "/invocations/{id}"),
-            (Method::GET, "/devices/{id}"),
-        ];
         assert_eq!(
-            route(&routes, &Method::GET, "/devices/d").unwrap(),
-            (1, vec!["d"])
+            route(Function::Status, &Method::GET, "/devices/d").unwrap(),
+            (Route::GetDevice, vec!["d"])
         );
         assert_eq!(
-            route(&routes, &Method::POST, "/devices/d")
+            route(Function::Status, &Method::POST, "/devices/d")
                 .unwrap_err()
                 .status(),
             405
         );
         assert_eq!(
-            route(&routes, &Method::GET, "/nothing")
+            route(Function::Status, &Method::GET, "/nothing")
                 .unwrap_err()
                 .status(),
             404
         );
+        assert_eq!(
+            route(Function::Commands, &Method::GET, "/commands/c-1/executions")
+                .unwrap_err()
+                .status(),
+            405,
+            "a function takes only its own routes"
+        );
+    }
+
+    #[test]
+    fn every_route_has_one_method_and_pattern_and_each_function_has_routes() {
+        let mut seen = std::collections::BTreeSet::new();
+        for route in Route::ALL {
+            assert!(
+                seen.insert((route.method().to_string(), route.pattern())),
+                "{route:?} twice"
+            );
+            assert_eq!(
+                find(Route::ALL, &route.method(), route.pattern()).map(|(r, _)| r),
+                Ok(route),
+                "{route:?} is found by its own method and pattern"
+            );
+        }
+        for function in [Function::Invoke, Function::Commands, Function::Status] {
+            assert!(Route::ALL.iter().any(|r| r.function() == function));
+        }
     }
 
     #[test]

@@ -59,6 +59,12 @@ impl GatewayError {
     }
 }
 
+impl tether_domain::error::Upstream for GatewayError {
+    fn to_api(&self) -> ApiError {
+        GatewayError::to_api(self)
+    }
+}
+
 /// A direct-invocation request as published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRequest {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::ids::{CommandId, DeviceId, MethodName};
+use crate::ids::{DeviceId, MethodName};
 use crate::status::StatusReason;
 use crate::topics::TargetKind;
 
@@ -459,11 +459,6 @@ impl ListQuery {
         }
         Ok(query)
     }
-}
-
-/// Parses a path's command id with a field-naming error.
-pub fn command_id(text: &str) -> Result<CommandId, ApiError> {
-    CommandId::parse(text).map_err(ApiError::from)
 }
 
 #[cfg(test)]

@@ -97,6 +97,13 @@ impl std::fmt::Display for Resource {
     }
 }
 
+/// A dependency's failure (DynamoDB, AWS IoT) and what the API answers for it: throttling
+/// (429) and unavailability (503, `Retry-After`) pass through; anything else is
+/// [`ApiError::Internal`], whose cause is logged, never answered.
+pub trait Upstream: std::error::Error + 'static {
+    fn to_api(&self) -> ApiError;
+}
+
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

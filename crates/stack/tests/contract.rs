@@ -384,15 +384,37 @@ fn requests_no_route_takes_reach_status_deployed_and_locally() {
 
 #[test]
 fn the_route_table_of_the_code_is_the_contracts() {
-    let code: BTreeSet<Route> = tether_adapters::http::API_ROUTES
+    use tether_adapters::http::Route as CodeRoute;
+    let code: BTreeSet<Route> = CodeRoute::ALL
         .iter()
-        .map(|(method, path)| (method.to_string(), (*path).to_owned()))
+        .map(|r| (r.method().to_string(), r.pattern().to_owned()))
         .collect();
     assert_eq!(
         code,
         openapi_routes(),
-        "tether_adapters::http::API_ROUTES (405 or 404 for unrouted requests) and {OPENAPI_ROUTES}"
+        "tether_adapters::http::Route::ALL and {OPENAPI_ROUTES}"
     );
+    // Each route reaches the function the code says serves it, deployed and locally.
+    let (template, router) = (template_routes(), router_routes());
+    let mut wrong = Vec::new();
+    for route in CodeRoute::ALL {
+        let key = (route.method().to_string(), route.pattern().to_owned());
+        let function = route.function().binary();
+        for (source, routes) in [(TEMPLATE_ROUTES, &template), (ROUTER_ROUTES, &router)] {
+            match routes.get(&key) {
+                Some(binary) if binary == function => {}
+                Some(binary) => wrong.push(format!(
+                    "{route:?} ({} {}): the code says `{function}`, {source} sends it to `{binary}`",
+                    key.0, key.1
+                )),
+                None => wrong.push(format!(
+                    "{route:?} ({} {}) is missing from {source}",
+                    key.0, key.1
+                )),
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 /// The upper-snake string literals of every `fn code(` match in `error.rs` (`ApiError::code` and

@@ -90,3 +90,9 @@ impl StoreError {
         }
     }
 }
+
+impl tether_domain::error::Upstream for StoreError {
+    fn to_api(&self) -> ApiError {
+        StoreError::to_api(self)
+    }
+}

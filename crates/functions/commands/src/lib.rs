@@ -13,13 +13,13 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Map, Value};
 use tether_adapters::commands::CommandsGateway;
 use tether_adapters::http::{
     caller, digest, idempotency_key, internal, json, json_body, problem, query_pairs, route,
-    HttpResponse,
+    upstream, Function, HttpResponse, Route,
 };
 use tether_domain::api::{
     CreateCommandRequest, ExecutionRecord, Page, StartExecutionsRequest, StartExecutionsResponse,
@@ -91,13 +91,6 @@ pub struct Deps {
     pub gateway: CommandsGateway,
 }
 
-fn store_error(err: tether_store::StoreError) -> ApiError {
-    match err.to_api() {
-        ApiError::Internal => internal(&err),
-        other => other,
-    }
-}
-
 impl Ports for Deps {
     async fn create(&self, id: &str, request: &CreateCommandRequest) -> Result<Value, ApiError> {
         self.gateway.create(id, request).await
@@ -146,30 +139,21 @@ impl Ports for Deps {
                 Some(meta),
             )
             .await
-            .map_err(store_error)?;
+            .map_err(upstream)?;
         Ok(())
     }
 
     async fn execution(&self, id: &ExecutionId) -> Result<Option<ExecutionRecord>, ApiError> {
-        self.store.execution(id).await.map_err(store_error)
+        self.store.execution(id).await.map_err(upstream)
     }
 
     async fn execution_records(
         &self,
         ids: &[ExecutionId],
     ) -> Result<Vec<Option<ExecutionRecord>>, ApiError> {
-        self.store.execution_records(ids).await.map_err(store_error)
+        self.store.execution_records(ids).await.map_err(upstream)
     }
 }
-
-const ROUTES: [(Method, &str); 6] = [
-    (Method::POST, "/commands"),
-    (Method::GET, "/commands"),
-    (Method::GET, "/commands/{commandId}"),
-    (Method::PATCH, "/commands/{commandId}"),
-    (Method::DELETE, "/commands/{commandId}"),
-    (Method::POST, "/commands/{commandId}/executions"),
-];
 
 /// The Lambda handler.
 #[tracing::instrument(skip_all, fields(method = %request.method(), path = %request.uri().path()))]
@@ -181,41 +165,43 @@ pub async fn handle(ports: &impl Ports, request: Request) -> HttpResponse {
 }
 
 async fn dispatch(ports: &impl Ports, request: &Request) -> Result<HttpResponse, ApiError> {
-    let (index, captures) = route(&ROUTES, request.method(), request.uri().path())?;
+    let (route, captures) = route(Function::Commands, request.method(), request.uri().path())?;
     let pairs = query_pairs(request);
-    if index != 1 && !pairs.is_empty() {
+    if route != Route::ListCommands && !pairs.is_empty() {
         return Err(ApiError::Validation(
             "this route takes no query parameters".into(),
         ));
     }
-    match index {
-        0 => create(ports, request).await,
-        1 => list(ports, &pairs).await,
-        _ => {
-            let id = CommandId::parse(captures[0])?;
-            match index {
-                2 => Ok(json(StatusCode::OK, &ports.get(id.as_str()).await?)),
-                3 => {
-                    let body: UpdateCommandRequest = json_body(request, MAX_BODY_BYTES)?;
-                    body.validate()?;
-                    Ok(json(
-                        StatusCode::OK,
-                        &ports.update(id.as_str(), &body).await?,
-                    ))
-                }
-                4 => match ports.delete(id.as_str()).await? {
-                    204 => Ok(empty(StatusCode::NO_CONTENT)),
-                    _ => Ok(json(
-                        StatusCode::ACCEPTED,
-                        &json!({ "commandId": id, "status": "PENDING_DELETION" }),
-                    )),
-                },
-                _ => {
-                    let now = Instant::now();
-                    start(ports, request, &id, now, start_budget(request, now)).await
-                }
+    let id = || CommandId::parse(captures[0]);
+    match route {
+        Route::CreateCommand => create(ports, request).await,
+        Route::ListCommands => list(ports, &pairs).await,
+        Route::GetCommand => Ok(json(StatusCode::OK, &ports.get(id()?.as_str()).await?)),
+        Route::UpdateCommand => {
+            let id = id()?;
+            let body: UpdateCommandRequest = json_body(request, MAX_BODY_BYTES)?;
+            body.validate()?;
+            Ok(json(
+                StatusCode::OK,
+                &ports.update(id.as_str(), &body).await?,
+            ))
+        }
+        Route::DeleteCommand => {
+            let id = id()?;
+            match ports.delete(id.as_str()).await? {
+                204 => Ok(empty(StatusCode::NO_CONTENT)),
+                _ => Ok(json(
+                    StatusCode::ACCEPTED,
+                    &json!({ "commandId": id, "status": "PENDING_DELETION" }),
+                )),
             }
         }
+        Route::StartExecutions => {
+            let now = Instant::now();
+            start(ports, request, &id()?, now, start_budget(request, now)).await
+        }
+        // `route` answers only this function's routes.
+        other => Err(ApiError::RouteNotFound(format!("{:?}", other))),
     }
 }
 

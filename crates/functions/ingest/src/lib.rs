@@ -32,6 +32,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use tether_adapters::commands::CommandsGateway;
+use tether_adapters::http::error_chain;
 use tether_adapters::iot::GatewayError;
 use tether_domain::clock::{excerpt, now_ms, plausible};
 use tether_domain::reply::DeviceReply;
@@ -65,18 +66,6 @@ pub enum IngestError {
     Iot(#[from] GatewayError),
 }
 
-/// An error and its causes as one line of text.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut cause = err.source();
-    while let Some(next) = cause {
-        message.push_str(": ");
-        message.push_str(&next.to_string());
-        cause = next.source();
-    }
-    message
-}
-
 impl From<IngestError> for lambda_runtime::Diagnostic {
     /// The error as Lambda reports it (and as the dead-letter queue keeps it), with its causes.
     fn from(err: IngestError) -> Self {
@@ -89,7 +78,7 @@ impl From<IngestError> for lambda_runtime::Diagnostic {
             IngestError::Iot(e) if e.transient => "IotUnavailable",
             IngestError::Iot(_) => "IotError",
         };
-        let message = excerpt(&chain(&err), 1024);
+        let message = excerpt(&error_chain(&err), 1024);
         tracing::error!(error_type, error = %message, "event not ingested");
         lambda_runtime::Diagnostic {
             error_type: error_type.to_owned(),
@@ -308,7 +297,7 @@ pub async fn redrive(ports: &impl Ports, batch: SqsEvent) -> SqsBatchResponse {
             Ok(event) => ingest_event(ports, &event)
                 .await
                 .map(|_| ())
-                .map_err(|e| chain(&e)),
+                .map_err(|e| error_chain(&e)),
             Err(problem) => Err(problem.to_string()),
         };
         match outcome {

@@ -16,11 +16,12 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::Request;
 use tether_adapters::config::{Config, ConnectivityCheck};
 use tether_adapters::http::{
-    caller, digest, idempotency_key, internal, json, json_body, problem, route, HttpResponse,
+    caller, digest, idempotency_key, json, json_body, problem, route, upstream, Function,
+    HttpResponse,
 };
 use tether_adapters::iot::{DeviceRequest, IotGateway};
 use tether_domain::api::{InvokeRequest, InvokeResponse, MAX_PAYLOAD_BYTES};
@@ -95,26 +96,6 @@ pub struct Deps {
     pub config: Config,
 }
 
-fn store_error(err: tether_store::StoreError) -> ApiError {
-    match err.to_api() {
-        ApiError::Internal => internal(&err),
-        other => {
-            tracing::warn!(error = %err, "store unavailable");
-            other
-        }
-    }
-}
-
-fn gateway_error(err: tether_adapters::iot::GatewayError) -> ApiError {
-    match err.to_api() {
-        ApiError::Internal => internal(&err),
-        other => {
-            tracing::warn!(error = %err, "AWS IoT unavailable");
-            other
-        }
-    }
-}
-
 impl Ports for Deps {
     async fn connected(&self, device: &DeviceId) -> Result<Option<bool>, ApiError> {
         match self.config.connectivity {
@@ -123,12 +104,12 @@ impl Ports for Deps {
                 .iot
                 .is_connected(device.as_str())
                 .await
-                .map_err(gateway_error),
+                .map_err(upstream),
             ConnectivityCheck::Presence => Ok(self
                 .store
                 .connectivity(device)
                 .await
-                .map_err(store_error)?
+                .map_err(upstream)?
                 .map(|c| c.connected)),
         }
     }
@@ -145,19 +126,15 @@ impl Ports for Deps {
         self.store
             .begin_invocation(id, device, method, hash, at_ms, deadline_ms)
             .await
-            .map_err(store_error)
+            .map_err(upstream)
     }
 
     async fn publish(&self, request: &DeviceRequest) -> Result<(), ApiError> {
-        self.iot.publish(request).await.map_err(gateway_error)
+        self.iot.publish(request).await.map_err(upstream)
     }
 
     async fn answer(&self, id: &RequestId) -> Result<Option<Answer>, ApiError> {
-        let record = self
-            .store
-            .invocation_status(id)
-            .await
-            .map_err(store_error)?;
+        let record = self.store.invocation_status(id).await.map_err(upstream)?;
         Ok(record.map(|r| Answer {
             status: r.status,
             result: r.result,
@@ -177,7 +154,7 @@ impl Ports for Deps {
             .store
             .apply(&key, &change, None)
             .await
-            .map_err(store_error)?
+            .map_err(upstream)?
             .applied)
     }
 
@@ -208,11 +185,7 @@ async fn invoke(
     request: &Request,
     started: Instant,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, captures) = route(
-        &[(Method::POST, "/devices/{deviceId}/invoke")],
-        request.method(),
-        request.uri().path(),
-    )?;
+    let (_, captures) = route(Function::Invoke, request.method(), request.uri().path())?;
     let device = DeviceId::parse(captures[0])?;
     let call = json_body::<InvokeRequest>(request, MAX_BODY_BYTES)?.validate()?;
     let key = idempotency_key(request)?;

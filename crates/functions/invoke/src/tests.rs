@@ -350,7 +350,7 @@ async fn hostile_input_is_refused_before_any_publish() {
         (
             {
                 let mut r = sample();
-                *r.method_mut() = Method::GET;
+                *r.method_mut() = lambda_http::http::Method::GET;
                 r
             },
             405,

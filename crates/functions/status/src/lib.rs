@@ -7,10 +7,12 @@
 
 use std::future::Future;
 
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 use lambda_http::Request;
 use serde::Serialize;
-use tether_adapters::http::{internal, json, query_pairs, respond, route, unrouted, HttpResponse};
+use tether_adapters::http::{
+    json, query_pairs, respond, route, unrouted, upstream, Function, HttpResponse, Route,
+};
 use tether_domain::api::{DeviceConnectivity, ExecutionRecord, InvocationRecord, ListQuery, Page};
 use tether_domain::error::Resource;
 use tether_domain::{ApiError, CommandId, DeviceId, ExecutionId, RequestId};
@@ -62,29 +64,14 @@ impl Ports for Store {
     }
 }
 
-const ROUTES: [(Method, &str); 5] = [
-    (Method::GET, "/invocations/{requestId}"),
-    (Method::GET, "/executions/{executionId}"),
-    (Method::GET, "/devices/{deviceId}"),
-    (Method::GET, "/devices/{deviceId}/executions"),
-    (Method::GET, "/commands/{commandId}/executions"),
-];
-
 /// The Lambda handler.
 #[tracing::instrument(skip_all, fields(path = %request.uri().path()))]
 pub async fn handle(ports: &impl Ports, request: Request) -> HttpResponse {
     // Behind the API's default route too: whatever no function serves ends here.
-    if route(&ROUTES, request.method(), request.uri().path()).is_err() {
+    if route(Function::Status, request.method(), request.uri().path()).is_err() {
         return unrouted(request.method(), request.uri().path());
     }
     respond(query(ports, &request).await)
-}
-
-fn store_error(err: StoreError) -> ApiError {
-    match err.to_api() {
-        ApiError::Internal => internal(&err),
-        other => other,
-    }
 }
 
 fn found<T: Serialize>(
@@ -102,51 +89,56 @@ fn found<T: Serialize>(
 }
 
 async fn query(ports: &impl Ports, request: &Request) -> Result<HttpResponse, ApiError> {
-    let (index, captures) = route(&ROUTES, request.method(), request.uri().path())?;
+    let (route, captures) = route(Function::Status, request.method(), request.uri().path())?;
     let id = captures[0];
     let pairs = query_pairs(request);
-    if index < 3 && !pairs.is_empty() {
+    let lists = matches!(
+        route,
+        Route::ListDeviceExecutions | Route::ListCommandExecutions
+    );
+    if !lists && !pairs.is_empty() {
         return Err(ApiError::Validation(
             "this route takes no query parameters".into(),
         ));
     }
-    match index {
-        0 => found(
+    match route {
+        Route::GetInvocation => found(
             ports
                 .invocation(&RequestId::parse(id)?)
                 .await
-                .map_err(store_error)?,
+                .map_err(upstream)?,
             Resource::Invocation,
             id,
         ),
-        1 => found(
+        Route::GetExecution => found(
             ports
                 .execution(&ExecutionId::parse(id)?)
                 .await
-                .map_err(store_error)?,
+                .map_err(upstream)?,
             Resource::Execution,
             id,
         ),
-        2 => found(
+        Route::GetDevice => found(
             ports
                 .connectivity(&DeviceId::parse(id)?)
                 .await
-                .map_err(store_error)?,
+                .map_err(upstream)?,
             Resource::Device,
             id,
         ),
-        _ => {
-            let by = if index == 3 {
-                ListBy::Device(DeviceId::parse(id)?)
-            } else {
-                ListBy::Command(CommandId::parse(id)?)
+        Route::ListDeviceExecutions | Route::ListCommandExecutions => {
+            let by = match route {
+                Route::ListDeviceExecutions => ListBy::Device(DeviceId::parse(id)?),
+                _ => ListBy::Command(CommandId::parse(id)?),
             };
             let list = ListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
             Ok(json(
                 StatusCode::OK,
-                &ports.list(&by, &list).await.map_err(store_error)?,
+                &ports.list(&by, &list).await.map_err(upstream)?,
             ))
         }
+        // `route` answers only this function's routes.
+        other => Err(ApiError::RouteNotFound(format!("{other:?}"))),
     }
 }
 
@@ -282,7 +274,7 @@ mod tests {
         assert_eq!(call(&fake, "/devices/d+1/executions").await.0, 400);
         assert_eq!(call(&fake, "/nowhere").await.1["code"], "ROUTE_NOT_FOUND");
         let mut delete = get("/devices/dev-1/invoke");
-        *delete.method_mut() = Method::DELETE;
+        *delete.method_mut() = lambda_http::http::Method::DELETE;
         let response = handle(&fake, delete).await;
         assert_eq!(response.status(), 405, "a method the path does not take");
         assert_eq!(response.headers()["allow"], "POST");
