@@ -15,16 +15,15 @@ use aws_sdk_iot::types::{
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Map, Value};
-use tether_domain::api::{check_text, CreateCommandRequest, Page, UpdateCommandRequest};
+use tether_domain::api::{
+    is_json_content_type, CommandDocument, CreateCommandRequest, Page, UpdateCommandRequest,
+};
 use tether_domain::clock::excerpt;
 use tether_domain::error::Resource;
 use tether_domain::{ApiError, CommandId, CommandScope};
 
 use crate::http::{internal, upstream};
 use crate::iot::GatewayError;
-
-/// Largest static payload or template (AWS: 32 KB).
-pub const MAX_COMMAND_PAYLOAD: usize = 32 * 1024;
 
 /// Maps an AWS error to the API: not found (404 for `what`), conflict, validation, throttling
 /// and quota (429), and anything else by [`GatewayError`] (503 when transient, else 500).
@@ -80,16 +79,6 @@ fn without_nulls(mut value: Value) -> Value {
         fields.retain(|_, v| !v.is_null());
     }
     value
-}
-
-fn is_json(content_type: Option<&str>) -> bool {
-    content_type.is_none_or(|ct| {
-        ct.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .eq_ignore_ascii_case("application/json")
-    })
 }
 
 /// A parameter value in the AWS union shape, checked.
@@ -206,15 +195,15 @@ impl CommandsGateway {
             .map(CommandId::into_string)
     }
 
-    /// CreateCommand: a static payload (JSON as JSON; other content types as base64 text) or a
-    /// JSON payload template with mandatory parameters. Returns `{commandId, commandArn}`.
+    /// CreateCommand with the payload the domain checked ([`CreateCommandRequest::validate`]):
+    /// a static payload or a JSON payload template with mandatory parameters. Returns
+    /// `{commandId, commandArn}`.
     pub async fn create(
         &self,
         id: &str,
         request: &CreateCommandRequest,
+        document: CommandDocument,
     ) -> Result<Value, ApiError> {
-        check_text("displayName", request.display_name.as_deref(), 64)?;
-        check_text("description", request.description.as_deref(), 2028)?;
         let aws_id = self.aws_id(id)?;
         let mut call = self
             .iot
@@ -222,50 +211,19 @@ impl CommandsGateway {
             .command_id(&aws_id)
             .set_display_name(request.display_name.clone())
             .set_description(request.description.clone());
-        match (&request.payload, &request.payload_template) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::Validation(
-                    "give payload or payloadTemplate, not both".into(),
-                ))
-            }
-            (None, None) => {
-                return Err(ApiError::Validation(
-                    "a command needs a payload or a payloadTemplate".into(),
-                ))
-            }
-            (Some(payload), None) => {
-                let content_type = payload.content_type.clone();
-                let bytes = if is_json(content_type.as_deref()) {
-                    payload.content.to_string().into_bytes()
-                } else {
-                    let text = payload.content.as_str().ok_or_else(|| {
-                        ApiError::Validation("payload.content must be base64 text unless contentType is application/json".into())
-                    })?;
-                    BASE64.decode(text).map_err(|_| {
-                        ApiError::Validation("payload.content is not valid base64".into())
-                    })?
-                };
-                if bytes.len() > MAX_COMMAND_PAYLOAD {
-                    return Err(ApiError::PayloadTooLarge {
-                        size: bytes.len(),
-                        limit: MAX_COMMAND_PAYLOAD,
-                    });
-                }
+        match document {
+            CommandDocument::Static {
+                bytes,
+                content_type,
+            } => {
                 call = call.payload(
                     CommandPayload::builder()
                         .content(Blob::new(bytes))
-                        .content_type(content_type.unwrap_or_else(|| "application/json".into()))
+                        .content_type(content_type)
                         .build(),
                 );
             }
-            (None, Some(template)) => {
-                let text = template.to_string();
-                if text.len() > MAX_COMMAND_PAYLOAD {
-                    return Err(ApiError::PayloadTooLarge {
-                        size: text.len(),
-                        limit: MAX_COMMAND_PAYLOAD,
-                    });
-                }
+            CommandDocument::Template(text) => {
                 let json_output = AwsJsonSubstitutionCommandPreprocessorConfig::builder()
                     .output_format(OutputFormat::Json)
                     .build()
@@ -332,7 +290,7 @@ impl CommandsGateway {
             let content_type = payload.content_type();
             let bytes = payload.content().map(|b| b.as_ref()).unwrap_or_default();
             let content = match serde_json::from_slice::<Value>(bytes) {
-                Ok(value) if is_json(content_type) => value,
+                Ok(value) if is_json_content_type(content_type) => value,
                 _ => Value::String(BASE64.encode(bytes)),
             };
             fields.insert(
@@ -416,7 +374,6 @@ impl CommandsGateway {
         id: &str,
         request: &UpdateCommandRequest,
     ) -> Result<Value, ApiError> {
-        request.validate()?;
         let out = self
             .iot
             .update_command()

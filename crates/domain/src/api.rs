@@ -165,6 +165,81 @@ pub struct CreateCommandRequest {
     pub mandatory_parameters: Option<Vec<Value>>,
 }
 
+/// Largest static payload or payload template of a command (AWS IoT: 32 KB).
+pub const MAX_COMMAND_PAYLOAD: usize = 32 * 1024;
+
+/// Whether a content type is JSON (`application/json`, parameters aside); none is JSON.
+pub fn is_json_content_type(content_type: Option<&str>) -> bool {
+    content_type.is_none_or(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/json")
+    })
+}
+
+/// What a new command sends to devices, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandDocument {
+    /// A static payload: its bytes (JSON content as JSON text, other content decoded from
+    /// base64) and content type (`application/json` when none was given).
+    Static {
+        bytes: Vec<u8>,
+        content_type: String,
+    },
+    /// A JSON payload template, as text.
+    Template(String),
+}
+
+impl CreateCommandRequest {
+    /// The rules of a new command: display name and description lengths, a payload or a
+    /// payload template (not both, not neither), base64 content for non-JSON payloads, and
+    /// at most [`MAX_COMMAND_PAYLOAD`] bytes. Returns what devices will be sent.
+    pub fn validate(&self) -> Result<CommandDocument, ApiError> {
+        use base64::Engine as _;
+        check_text("displayName", self.display_name.as_deref(), 64)?;
+        check_text("description", self.description.as_deref(), 2028)?;
+        let too_large = |size: usize| ApiError::PayloadTooLarge {
+            size,
+            limit: MAX_COMMAND_PAYLOAD,
+        };
+        match (&self.payload, &self.payload_template) {
+            (Some(_), Some(_)) => Err(invalid("give payload or payloadTemplate, not both")),
+            (None, None) => Err(invalid("a command needs a payload or a payloadTemplate")),
+            (Some(payload), None) => {
+                let bytes = if is_json_content_type(payload.content_type.as_deref()) {
+                    payload.content.to_string().into_bytes()
+                } else {
+                    let text = payload.content.as_str().ok_or_else(|| {
+                        invalid("payload.content must be base64 text unless contentType is application/json")
+                    })?;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .map_err(|_| invalid("payload.content is not valid base64"))?
+                };
+                if bytes.len() > MAX_COMMAND_PAYLOAD {
+                    return Err(too_large(bytes.len()));
+                }
+                Ok(CommandDocument::Static {
+                    bytes,
+                    content_type: payload
+                        .content_type
+                        .clone()
+                        .unwrap_or_else(|| "application/json".into()),
+                })
+            }
+            (None, Some(template)) => {
+                let text = template.to_string();
+                if text.len() > MAX_COMMAND_PAYLOAD {
+                    return Err(too_large(text.len()));
+                }
+                Ok(CommandDocument::Template(text))
+            }
+        }
+    }
+}
+
 /// `PATCH /commands/{commandId}` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -564,6 +639,64 @@ mod tests {
         assert!(ListQuery::from_pairs([("status", "DONE")]).is_err());
         assert!(ListQuery::from_pairs([("sort", "asc")]).is_err());
         assert_eq!(ListQuery::from_pairs([]).unwrap().limit, DEFAULT_LIST_LIMIT);
+    }
+
+    #[test]
+    fn a_new_command_has_a_payload_or_a_template_within_the_limits() {
+        let with = |payload: Option<Value>, template: Option<Value>| CreateCommandRequest {
+            command_id: None,
+            display_name: None,
+            description: None,
+            payload: payload.map(|p| serde_json::from_value(p).unwrap()),
+            payload_template: template,
+            mandatory_parameters: None,
+        };
+        assert_eq!(
+            with(Some(serde_json::json!({"content": {"on": true}})), None).validate(),
+            Ok(CommandDocument::Static {
+                bytes: br#"{"on":true}"#.to_vec(),
+                content_type: "application/json".into()
+            })
+        );
+        assert_eq!(
+            with(Some(serde_json::json!({"content": "AAE=", "contentType": "application/octet-stream"})), None).validate(),
+            Ok(CommandDocument::Static {
+                bytes: vec![0, 1],
+                content_type: "application/octet-stream".into()
+            })
+        );
+        let big = "x".repeat(MAX_COMMAND_PAYLOAD);
+        for (request, status) in [
+            (with(None, None), 400),
+            (
+                with(
+                    Some(serde_json::json!({"content": 1})),
+                    Some(serde_json::json!({})),
+                ),
+                400,
+            ),
+            (
+                with(
+                    Some(serde_json::json!({"content": "***", "contentType": "text/plain"})),
+                    None,
+                ),
+                400,
+            ),
+            (
+                with(Some(serde_json::json!({"content": {"a": big}})), None),
+                413,
+            ),
+            (with(None, Some(serde_json::json!({"a": big}))), 413),
+        ] {
+            assert_eq!(
+                request.validate().unwrap_err().status(),
+                status,
+                "{request:?}"
+            );
+        }
+        let mut long = with(None, Some(serde_json::json!({})));
+        long.display_name = Some("n".repeat(65));
+        assert!(long.validate().is_err());
     }
 
     #[test]

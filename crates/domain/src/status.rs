@@ -362,9 +362,39 @@ pub fn fingerprint(parts: &[&str]) -> u64 {
     hash
 }
 
+/// How long past its deadline a PENDING invocation reads as timed out. `invoke` writes the
+/// timeout itself at the deadline; this covers the case where it could not (DynamoDB
+/// unavailable then, or the function stopped), so that no invocation stays PENDING for good.
+pub const OVERDUE_AFTER_MS: i64 = 5_000;
+
+/// Whether an invocation stored as `status` with this deadline reads as TIMED_OUT
+/// (`$NO_RESPONSE_FROM_DEVICE`) at `now`: still PENDING more than [`OVERDUE_AFTER_MS`] past
+/// its deadline. A late reply still replaces it, as it replaces the timeout `invoke` writes.
+pub fn is_overdue(status: &str, deadline_ms: i64, now_ms: i64) -> bool {
+    status == InvocationStatus::Pending.as_str()
+        && now_ms > deadline_ms.saturating_add(OVERDUE_AFTER_MS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pending_invocation_is_overdue_five_seconds_past_its_deadline() {
+        let deadline = 1_000_000;
+        assert!(!is_overdue(
+            "PENDING",
+            deadline,
+            deadline + OVERDUE_AFTER_MS
+        ));
+        assert!(is_overdue(
+            "PENDING",
+            deadline,
+            deadline + OVERDUE_AFTER_MS + 1
+        ));
+        assert!(!is_overdue("SUCCEEDED", deadline, deadline + 60_000));
+        assert!(!is_overdue("PENDING", i64::MAX, i64::MAX));
+    }
     use ExecutionStatus::*;
     use Source::*;
 

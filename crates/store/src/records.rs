@@ -1020,11 +1020,6 @@ fn execution_from(
 /// The invocation record's attribute holding the caller's deadline (epoch ms).
 const DEADLINE: &str = "deadlineAt";
 
-/// How long past its deadline a PENDING invocation is shown as timed out. `invoke` records
-/// the timeout itself at the deadline; this covers the case where it could not (DynamoDB
-/// unavailable then, or the function stopped), so that no record stays PENDING for good.
-pub const OVERDUE_AFTER_MS: i64 = 5_000;
-
 fn invocation_from(
     item: &Item,
     timeline: Option<Vec<TimelineEntry>>,
@@ -1042,9 +1037,8 @@ fn invocation_from(
         timeline,
         timeline_truncated: false,
     };
-    let pending = tether_domain::InvocationStatus::Pending.as_str();
     if let Some(deadline) = r.opt_n(DEADLINE)? {
-        if record.status == pending && now_ms() > deadline.saturating_add(OVERDUE_AFTER_MS) {
+        if tether_domain::status::is_overdue(&record.status, deadline, now_ms()) {
             // Read as the timeout `invoke` would have written; a late reply still replaces it.
             record.status = tether_domain::InvocationStatus::TimedOut
                 .as_str()

@@ -22,8 +22,9 @@ use tether_adapters::http::{
     upstream, Function, HttpResponse, Route,
 };
 use tether_domain::api::{
-    CreateCommandRequest, ExecutionRecord, Page, StartExecutionsRequest, StartExecutionsResponse,
-    StartedExecution, UpdateCommandRequest, DEFAULT_LIST_LIMIT, LIST_LIMIT,
+    CommandDocument, CreateCommandRequest, ExecutionRecord, Page, StartExecutionsRequest,
+    StartExecutionsResponse, StartedExecution, UpdateCommandRequest, DEFAULT_LIST_LIMIT,
+    LIST_LIMIT,
 };
 use tether_domain::clock::now_ms;
 use tether_domain::error::Resource;
@@ -43,10 +44,12 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What the handler needs from the world.
 pub trait Ports: Sync {
+    /// CreateCommand with the payload the request's validation produced.
     fn create(
         &self,
         id: &str,
         request: &CreateCommandRequest,
+        document: CommandDocument,
     ) -> impl Future<Output = Result<Value, ApiError>> + Send;
     fn get(&self, id: &str) -> impl Future<Output = Result<Value, ApiError>> + Send;
     fn list(
@@ -92,8 +95,13 @@ pub struct Deps {
 }
 
 impl Ports for Deps {
-    async fn create(&self, id: &str, request: &CreateCommandRequest) -> Result<Value, ApiError> {
-        self.gateway.create(id, request).await
+    async fn create(
+        &self,
+        id: &str,
+        request: &CreateCommandRequest,
+        document: CommandDocument,
+    ) -> Result<Value, ApiError> {
+        self.gateway.create(id, request, document).await
     }
 
     async fn get(&self, id: &str) -> Result<Value, ApiError> {
@@ -217,7 +225,8 @@ async fn create(ports: &impl Ports, request: &Request) -> Result<HttpResponse, A
         Some(id) => CommandId::parse(id.as_str())?,
         None => CommandId::parse(ExecutionId::random().into_string())?,
     };
-    let created = ports.create(id.as_str(), &body).await?;
+    let document = body.validate()?;
+    let created = ports.create(id.as_str(), &body, document).await?;
     let mut response = json(StatusCode::CREATED, &created);
     if let Ok(location) = HeaderValue::from_str(&format!("/commands/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);

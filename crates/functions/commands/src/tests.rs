@@ -21,7 +21,12 @@ struct Fake {
 }
 
 impl Ports for Fake {
-    async fn create(&self, id: &str, _: &CreateCommandRequest) -> Result<Value, ApiError> {
+    async fn create(
+        &self,
+        id: &str,
+        _: &CreateCommandRequest,
+        _: CommandDocument,
+    ) -> Result<Value, ApiError> {
         Ok(json!({"commandId": id, "commandArn": format!("arn:aws:iot:us-east-1:1:command/{id}")}))
     }
 
