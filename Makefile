@@ -1,5 +1,5 @@
 # Tether — every target is listed in README.md ("Make targets").
-# The Python tools (local DynamoDB endpoint, cfn-lint) live in .venv, installed from the pinned
+# The Python tools (cargo-lambda, the SAM CLI, cfn-lint, checkov, schemathesis) live in .venv, installed from the pinned
 # requirements.txt; nothing is installed by hand.
 
 SHELL := bash
