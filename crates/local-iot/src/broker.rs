@@ -2,7 +2,9 @@
 //!
 //! rmqtt serves MQTT 3.1.1 and 5 on one listener and, unlike rumqttd, accepts subscriptions
 //! to `$aws/...` filters. Its connect and disconnect hooks feed [`ConnEvent`]s to the presence
-//! tracker.
+//! tracker. As in AWS IoT Core, devices may not publish on the reserved event topics
+//! (`$aws/events/...`): only the emulator's own connections write there, and a device's
+//! publish is refused (MQTT 5: PUBACK "not authorized").
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -13,7 +15,7 @@ use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
-use rmqtt::types::Reason;
+use rmqtt::types::{PublishAclResult, Reason};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -63,6 +65,9 @@ impl Broker {
             .await;
         register
             .add(Type::ClientDisconnected, Box::new(PresenceHook { events }))
+            .await;
+        register
+            .add(Type::MessagePublishCheckAcl, Box::new(ReservedTopics))
             .await;
         register.start().await;
 
@@ -199,6 +204,34 @@ impl Handler for PresenceHook {
         };
         if let Some(event) = event {
             let _ = self.events.send(event);
+        }
+        (true, acc)
+    }
+}
+
+/// Refuses publishes on AWS IoT's reserved event topics from anyone but the emulator.
+struct ReservedTopics;
+
+/// Topics only AWS IoT itself publishes on.
+const RESERVED_EVENTS: &str = "$aws/events/";
+
+#[async_trait]
+impl Handler for ReservedTopics {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        if let Parameter::MessagePublishCheckAcl(session, publish) = param {
+            let topic: &str = &publish.inner.topic;
+            let client: &str = &session.id.client_id;
+            if topic.starts_with(RESERVED_EVENTS)
+                && !client.starts_with(crate::link::INTERNAL_CLIENT_PREFIX)
+            {
+                tracing::warn!(
+                    client = %tether_domain::clock::excerpt(client, 128),
+                    topic = %tether_domain::clock::excerpt(topic, 200),
+                    "a device's publish on a reserved event topic refused"
+                );
+                let refused = PublishAclResult::rejected(false, Some("reserved topic".into()));
+                return (false, Some(HookResult::PublishAclResult(refused)));
+            }
         }
         (true, acc)
     }

@@ -732,3 +732,47 @@ async fn after_a_broker_restart_publish_reaches_devices_again() {
     assert!(heard.is_some(), "the publisher and the device came back");
     iot.shutdown().await;
 }
+
+/// As in AWS IoT Core, a device cannot publish on the reserved event topics: a forged presence
+/// or execution event never reaches a subscriber (or a rule), while the emulator's own events
+/// still do.
+#[tokio::test]
+async fn devices_cannot_publish_on_the_reserved_event_topics() {
+    let iot = start(Config::default()).await;
+    let (_observer, mut events) = mqtt(&iot, "observer-4", &["$aws/events/#"]).await;
+    let (rogue, _) = mqtt(&iot, "rogue-4", &[]).await;
+    let (own_topic, _) = next_json(&mut events).await;
+
+    for topic in [
+        "$aws/events/presence/disconnected/victim-4",
+        "$aws/events/commandExecution/unlock/SUCCEEDED",
+    ] {
+        // Refused by the broker (MQTT 5: PUBACK "not authorized"); what the client library
+        // makes of that does not matter here, only that nobody receives it.
+        let _ = rogue
+            .publish(Outgoing {
+                topic: topic.into(),
+                payload: br#"{"forged":true}"#.to_vec().into(),
+                qos: 1,
+                ..Default::default()
+            })
+            .await;
+    }
+    let (victim, _) = mqtt(&iot, "victim-4", &[]).await;
+    let (next_topic, _) = next_json(&mut events).await;
+    let mut later = Vec::new();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(300), events.recv()).await
+    {
+        later.push(message.topic);
+    }
+
+    assert_eq!(own_topic, "$aws/events/presence/connected/rogue-4");
+    assert_eq!(
+        next_topic, "$aws/events/presence/connected/victim-4",
+        "the forged events were never delivered; the emulator's own next one was"
+    );
+    assert!(later.is_empty(), "nothing else arrived: {later:?}");
+    victim.close().await;
+    rogue.close().await;
+}

@@ -495,6 +495,21 @@ async fn a_hostile_device_changes_nothing_it_does_not_own(
                 .as_bytes(),
         )
         .await?;
+        // Straight onto the reserved event topics, as AWS IoT refuses too (the broker does).
+        publish_raw(
+            &rogue,
+            "$aws/events/presence/disconnected/dev-2",
+            victim_offline.to_string().as_bytes(),
+        )
+        .await
+        .ok();
+        publish_raw(
+            &rogue,
+            "$aws/events/commandExecution/tether-planted/SUCCEEDED",
+            planted_event.to_string().as_bytes(),
+        )
+        .await
+        .ok();
         // A reply topic whose request id breaks the rules, and a client outside the id rules.
         publish_raw(&rogue, "tether/replies/rogue-3/bad$id", b"{}").await?;
         let (odd, _) = Link::connect_as(iot.mqtt_addr(), "not a device!", &[]).await?;
