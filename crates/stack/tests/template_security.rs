@@ -529,29 +529,6 @@ fn every_queue_refuses_requests_without_tls() {
     }
 }
 
-/// The items of a rule's SELECT, split at top-level commas.
-fn select_items(sql: &str) -> Vec<String> {
-    let upper = sql.to_ascii_uppercase();
-    let start = upper.find("SELECT ").unwrap() + "SELECT ".len();
-    let end = upper.find(" FROM ").unwrap();
-    let (mut items, mut depth, mut current) = (Vec::new(), 0_i32, String::new());
-    for c in sql[start..end].chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                items.push(current.trim().to_owned());
-                current.clear();
-                continue;
-            }
-            _ => {}
-        }
-        current.push(c);
-    }
-    items.push(current.trim().to_owned());
-    items
-}
-
 fn rule_sql(doc: &Yaml, rule: &str) -> String {
     let sql = render(&doc["Resources"][rule]["Properties"]["TopicRulePayload"]["Sql"]);
     sql.strip_prefix("!Sub ").map(str::to_owned).unwrap_or(sql)
@@ -562,21 +539,26 @@ fn rule_sql(doc: &Yaml, rule: &str) -> String {
 /// the payload, on reserved `$aws/events` topics no device can publish to.
 #[test]
 fn no_rule_spreads_a_device_payload_into_the_event() {
+    use tether_local_iot::rules::{parse_sql, Select};
     let doc = template();
     let replies = rule_sql(&doc, "RepliesRule");
-    let items = select_items(&replies);
+    // The same SQL reader `local-iot` runs the rules with.
+    let (items, _) = parse_sql("RepliesRule", &replies).unwrap();
     assert!(
-        items.contains(&"encode(*, 'base64') AS payload".to_owned()),
+        items.contains(&Select::EncodedPayload {
+            alias: "payload".into()
+        }),
         "RepliesRule: {replies}"
     );
-    assert!(!items.contains(&"*".to_owned()), "RepliesRule: {replies}");
+    assert!(!items.contains(&Select::All), "RepliesRule: {replies}");
     let rules = resources_of_type(&doc, "AWS::IoT::TopicRule");
     assert!(rules.len() >= 3, "found {} rules", rules.len());
     for (name, _) in rules {
         let sql = rule_sql(&doc, name);
-        if select_items(&sql).iter().any(|item| item == "*") {
+        let (items, filter) = parse_sql(name, &sql).unwrap();
+        if items.contains(&Select::All) {
             assert!(
-                sql.contains(" FROM '$aws/events/"),
+                filter.starts_with("$aws/events/"),
                 "{name}: SELECT * on a topic a device may publish to: {sql}"
             );
         }

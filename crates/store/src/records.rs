@@ -332,17 +332,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let pk = RecordKey::Invocation(id.clone()).pk();
         let owner = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key(PK, s(&pk))
-            .key(SK, s(RECORD_SK))
-            .projection_expression("deviceId")
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", e))?
-            .item
+            .record_item(&pk, Some("deviceId"))
+            .await?
             .and_then(|item| item.get("deviceId").and_then(|v| v.as_s().ok()).cloned());
         match owner {
             None => {
@@ -462,17 +453,7 @@ impl Store {
         match written {
             Ok(_) => Ok(Begin::Created),
             Err(err) if is_transaction_condition_failure(&err) => {
-                let existing = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .consistent_read(true)
-                    .key(PK, s(&pk))
-                    .key(SK, s(RECORD_SK))
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::dynamo("GetItem", e))?;
-                let item = existing.item.unwrap_or_default();
+                let item = self.record_item(&pk, None).await?.unwrap_or_default();
                 let reader = Reader::new(&item);
                 Ok(Begin::Existing {
                     request_hash: reader.opt_s("requestHash")?.map(str::to_owned),
@@ -743,6 +724,27 @@ impl Store {
         }
     }
 
+    /// The record item of partition `pk` alone, strongly consistent (only `projection`'s
+    /// attributes, when given).
+    async fn record_item(
+        &self,
+        pk: &str,
+        projection: Option<&str>,
+    ) -> Result<Option<Item>, StoreError> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key(PK, s(pk))
+            .key(SK, s(RECORD_SK))
+            .set_projection_expression(projection.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?
+            .item)
+    }
+
     /// Reads a record and its timeline, strongly consistent: at most [`MAX_TIMELINE_PAGES`]
     /// pages of history, so that no answer outgrows what Lambda may return (6 MB). The record
     /// sorts after its events (`RECORD` > `EVENT#…`): when the history is cut, it is read on
@@ -781,17 +783,7 @@ impl Store {
         }
         let truncated = more && record.is_none();
         if truncated {
-            record = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .key(PK, s(key.pk()))
-                .key(SK, s(RECORD_SK))
-                .send()
-                .await
-                .map_err(|e| StoreError::dynamo("GetItem", e))?
-                .item;
+            record = self.record_item(&key.pk(), None).await?;
         }
         Ok(record.map(|r| (r, events, truncated)))
     }
@@ -892,18 +884,8 @@ impl Store {
         &self,
         id: &RequestId,
     ) -> Result<Option<InvocationRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key(PK, s(RecordKey::Invocation(id.clone()).pk()))
-            .key(SK, s(RECORD_SK))
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", e))?;
-        output
-            .item
+        self.record_item(&RecordKey::Invocation(id.clone()).pk(), None)
+            .await?
             .map(|item| invocation_from(&item, None))
             .transpose()
     }
