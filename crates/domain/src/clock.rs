@@ -41,8 +41,9 @@ pub fn plausible(at_ms: i64, now: i64) -> bool {
 /// Text from outside (a device, an event, an AWS error) made safe for one log line: control
 /// characters dropped, at most `max` characters, with `…` when cut.
 pub fn excerpt(text: &str, max: usize) -> String {
-    let mut out: String = text.chars().filter(|c| !c.is_control()).take(max).collect();
-    if text.chars().filter(|c| !c.is_control()).nth(max).is_some() {
+    let mut kept = text.chars().filter(|c| !c.is_control());
+    let mut out: String = kept.by_ref().take(max).collect();
+    if kept.next().is_some() {
         out.push('…');
     }
     out

@@ -105,23 +105,18 @@ impl Drop for Gateway {
     }
 }
 
-/// The answer while the stack starts: what a deployed API would say of a dependency that is
-/// not there yet.
+/// The answer while the stack starts: what a deployed API says of a dependency that is not
+/// there yet (the domain's own problem document).
 fn starting() -> Response {
-    let problem = serde_json::json!({
-        "type": "urn:tether:problem:upstream-unavailable",
-        "title": "Service Unavailable",
-        "status": 503,
-        "detail": "the local stack is starting (the functions are being built); retry shortly",
-        "code": "UPSTREAM_UNAVAILABLE",
-    });
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, problem.to_string()).into_response();
+    let err = tether_domain::ApiError::UpstreamUnavailable { retry_after_s: 5 };
+    let problem = serde_json::to_string(&err.to_problem()).unwrap_or_default();
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, problem).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/problem+json"),
     );
-    headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    headers.insert(header::RETRY_AFTER, header::HeaderValue::from(5));
     response
 }
 

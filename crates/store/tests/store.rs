@@ -62,6 +62,23 @@ async fn pending_invocation(store: &Store, at: i64) -> RecordKey {
     key
 }
 
+/// A new PENDING invocation of `open` on dev-1, created at 1 s with no deadline to speak of.
+async fn open_invocation(store: &Store) -> RequestId {
+    let id = RequestId::random();
+    store
+        .begin_invocation(
+            &id,
+            &device("dev-1"),
+            &MethodName::parse("open").unwrap(),
+            "h",
+            1_000,
+            i64::MAX,
+        )
+        .await
+        .unwrap();
+    id
+}
+
 fn request_id(key: &RecordKey) -> &RequestId {
     match key {
         RecordKey::Invocation(id) => id,
@@ -565,18 +582,7 @@ async fn begin_invocation_writes_once_and_reports_the_stored_fingerprint() {
 #[tokio::test]
 async fn a_device_cannot_answer_another_devices_invocation() {
     let h = harness().await;
-    let id = RequestId::random();
-    h.store
-        .begin_invocation(
-            &id,
-            &device("dev-1"),
-            &MethodName::parse("open").unwrap(),
-            "h",
-            1_000,
-            i64::MAX,
-        )
-        .await
-        .unwrap();
+    let id = open_invocation(&h.store).await;
     let reply = StatusChange::new(InvocationStatus::Succeeded, Source::Device, 1_100);
 
     let intruder = h
@@ -828,18 +834,7 @@ async fn replies_for_invocations_that_do_not_exist_leave_no_trace() {
 #[tokio::test]
 async fn a_malformed_reply_is_kept_for_its_invocation_and_as_wrong_device_from_another() {
     let h = harness().await;
-    let id = RequestId::random();
-    h.store
-        .begin_invocation(
-            &id,
-            &device("dev-1"),
-            &MethodName::parse("open").unwrap(),
-            "h",
-            1_000,
-            i64::MAX,
-        )
-        .await
-        .unwrap();
+    let id = open_invocation(&h.store).await;
     let malformed = |at| {
         StatusChange::rejected_reply(
             at,
@@ -1021,18 +1016,7 @@ async fn the_local_endpoint_refuses_what_dynamodb_refuses() {
 #[tokio::test]
 async fn a_flooded_timeline_is_cut_and_says_so() {
     let h = harness().await;
-    let id = RequestId::random();
-    h.store
-        .begin_invocation(
-            &id,
-            &device("dev-1"),
-            &MethodName::parse("open").unwrap(),
-            "h",
-            1_000,
-            i64::MAX,
-        )
-        .await
-        .unwrap();
+    let id = open_invocation(&h.store).await;
     // About 1.1 KB an entry: 2,100 of them are more than two 1 MB pages.
     let description = "x".repeat(1000);
     for n in 0..2_100 {

@@ -23,6 +23,16 @@ struct Fake {
     fail: bool,
 }
 
+impl Fake {
+    /// Ports whose commands live under the template's default prefix, `tether-`.
+    fn scoped() -> Self {
+        Fake {
+            scope: CommandScope::new("tether-").unwrap(),
+            ..Fake::default()
+        }
+    }
+}
+
 fn unavailable() -> StoreError {
     StoreError::Schema("simulated outage".into())
 }
@@ -334,10 +344,7 @@ async fn a_rule_event_is_never_read_as_a_dead_letter_batch() {
 
 #[tokio::test]
 async fn a_final_execution_event_records_the_status_and_fetches_the_result() {
-    let fake = Fake {
-        scope: CommandScope::new("tether-").unwrap(),
-        ..Fake::default()
-    };
+    let fake = Fake::scoped();
 
     let summary = handle(&fake, event(SUCCEEDED)).await.unwrap();
 
@@ -366,10 +373,7 @@ async fn a_final_execution_event_records_the_status_and_fetches_the_result() {
 
 #[tokio::test]
 async fn execution_events_are_recorded_under_the_api_id_and_only_in_the_commands_scope() {
-    let fake = Fake {
-        scope: CommandScope::new("tether-").unwrap(),
-        ..Fake::default()
-    };
+    let fake = Fake::scoped();
     let mut theirs = event(SUCCEEDED);
     theirs["topic"] = json!("$aws/events/commandExecution/unlock/SUCCEEDED");
 
