@@ -1,9 +1,9 @@
 //! AWS IoT Commands as the functions use it: the control plane (aws-sdk-iot) and
 //! StartCommandExecution (aws-sdk-iotjobsdataplane), translated to and from the API's JSON.
 //!
-//! Two value vocabularies meet here (docs/aws-iot-reference.md §4): parameter values are the AWS
-//! union `{"S"|"B"|"I"|"L"|"D"|"BIN"|"UL": ...}` on both sides; results come back from
-//! GetCommandExecution with upper-case `S`/`B`/`BIN` and are kept that way.
+//! Parameter values and results are the AWS union `{"S"|"B"|"I"|"L"|"D"|"BIN"|"UL": ...}` on
+//! both sides (docs/aws-iot-reference.md §4), read and written as the domain's
+//! [`ParameterValue`]; results come back from GetCommandExecution as `S`/`B`/`BIN`.
 
 use aws_sdk_iot::config::http::HttpResponse;
 use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
@@ -16,10 +16,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use tether_domain::api::{
-    is_json_content_type, CommandDocument, CreateCommandRequest, Page, UpdateCommandRequest,
+    is_json_content_type, CommandDocument, CommandParameter as ApiParameter,
+    CommandPayload as ApiPayload, CommandResource, CreateCommandRequest, Page,
+    UpdateCommandRequest,
 };
 use tether_domain::clock::excerpt;
 use tether_domain::error::Resource;
+use tether_domain::parameter::{ParameterError, ParameterValue};
 use tether_domain::{ApiError, CommandId, CommandScope};
 
 use crate::http::{internal, upstream};
@@ -67,10 +70,8 @@ where
     }
 }
 
-fn time(at: Option<&DateTime>) -> Value {
+fn time(at: Option<&DateTime>) -> Option<String> {
     at.and_then(|t| t.fmt(DateTimeFormat::DateTime).ok())
-        .map(Value::String)
-        .unwrap_or(Value::Null)
 }
 
 /// Drops absent (null) members: the API leaves out what has no value.
@@ -81,82 +82,63 @@ fn without_nulls(mut value: Value) -> Value {
     value
 }
 
-/// A parameter value in the AWS union shape, checked.
-fn union_member(value: &Value) -> Result<(&str, &Value), ApiError> {
-    match value.as_object() {
-        Some(object) if object.len() == 1 => Ok(object
-            .iter()
-            .next()
-            .map(|(k, v)| (k.as_str(), v))
-            .ok_or_else(|| bad_value(value))?),
-        _ => Err(bad_value(value)),
-    }
-}
-
-fn bad_value(value: &Value) -> ApiError {
-    ApiError::Validation(format!(
-        "a parameter value has exactly one of S, B, I, L, D, BIN, UL; got {}",
-        truncate(&value.to_string())
-    ))
+/// The parameter value in a request's `field`, checked by the domain's rules.
+fn parameter_value(field: &str, value: &Value) -> Result<ParameterValue, ApiError> {
+    ParameterValue::parse(value).map_err(|err| match err {
+        ParameterError::Shape => ApiError::Validation(format!(
+            "{field}: {err}; got {}",
+            truncate(&value.to_string())
+        )),
+        ParameterError::Bin => ApiError::Validation(format!("{field}: {err}")),
+    })
 }
 
 fn truncate(text: &str) -> String {
     text.chars().take(100).collect()
 }
 
-macro_rules! parameter_value {
+macro_rules! to_sdk_value {
     ($name:ident, $ty:ty) => {
-        /// Converts `{"S": ...}`-style JSON into the SDK's parameter value.
-        pub fn $name(value: &Value) -> Result<$ty, ApiError> {
-            let (kind, inner) = union_member(value)?;
+        /// The SDK's parameter value for a domain one.
+        pub fn $name(value: &ParameterValue) -> $ty {
             let builder = <$ty>::builder();
-            let built = match (kind, inner) {
-                ("S", Value::String(s)) => builder.s(s),
-                ("B", Value::Bool(b)) => builder.b(*b),
-                ("I", v) if v.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) => {
-                    builder.i(v.as_i64().unwrap_or_default() as i32)
-                }
-                ("L", v) if v.is_i64() => builder.l(v.as_i64().unwrap_or_default()),
-                ("D", v) if v.is_number() => builder.d(v.as_f64().unwrap_or_default()),
-                ("BIN", Value::String(b)) => {
-                    builder.bin(Blob::new(BASE64.decode(b).map_err(|_| {
-                        ApiError::Validation("BIN values are base64".into())
-                    })?))
-                }
-                ("UL", Value::String(u)) if u.len() <= 20 && u.parse::<u64>().is_ok() => {
-                    builder.ul(u)
-                }
-                _ => return Err(bad_value(value)),
-            };
-            Ok(built.build())
+            match value {
+                ParameterValue::S(s) => builder.s(s),
+                ParameterValue::B(b) => builder.b(*b),
+                ParameterValue::I(i) => builder.i(*i),
+                ParameterValue::L(l) => builder.l(*l),
+                ParameterValue::D(d) => builder.d(d.as_f64().unwrap_or_default()),
+                ParameterValue::Bin(bytes) => builder.bin(Blob::new(bytes.clone())),
+                ParameterValue::Ul(u) => builder.ul(u.to_string()),
+            }
+            .build()
         }
     };
 }
 
-parameter_value!(iot_value, CommandParameterValue);
-parameter_value!(
+to_sdk_value!(iot_value, CommandParameterValue);
+to_sdk_value!(
     jobs_value,
     aws_sdk_iotjobsdataplane::types::CommandParameterValue
 );
 
-fn value_json(v: &CommandParameterValue) -> Value {
-    if let Some(s) = &v.s {
-        json!({ "S": s })
+/// The domain's value for one the SDK returned (a default value or a result), if it has a member.
+fn from_sdk_value(v: &CommandParameterValue) -> Option<ParameterValue> {
+    Some(if let Some(s) = &v.s {
+        ParameterValue::S(s.clone())
     } else if let Some(b) = v.b {
-        json!({ "B": b })
+        ParameterValue::B(b)
     } else if let Some(i) = v.i {
-        json!({ "I": i })
+        ParameterValue::I(i)
     } else if let Some(l) = v.l {
-        json!({ "L": l })
-    } else if let Some(d) = v.d {
-        json!({ "D": d })
+        ParameterValue::L(l)
+    } else if let Some(d) = v.d.and_then(serde_json::Number::from_f64) {
+        ParameterValue::D(d)
     } else if let Some(bin) = &v.bin {
-        json!({ "BIN": BASE64.encode(bin.as_ref()) })
-    } else if let Some(ul) = &v.ul {
-        json!({ "UL": ul })
+        ParameterValue::Bin(bin.as_ref().to_vec())
     } else {
-        Value::Null
-    }
+        ParameterValue::Ul(v.ul.as_deref()?.parse().ok()?)
+    })
 }
 
 /// The command resource operations and StartCommandExecution. The API's command ids are
@@ -247,7 +229,8 @@ impl CommandsGateway {
                 built = built.r#type(CommandParameterType::from(kind));
             }
             if let Some(default) = parameter.get("defaultValue") {
-                built = built.default_value(iot_value(default)?);
+                let field = format!("mandatoryParameters[{i}].defaultValue");
+                built = built.default_value(iot_value(&parameter_value(&field, default)?));
             }
             call = call.mandatory_parameters(
                 built
@@ -263,7 +246,7 @@ impl CommandsGateway {
     }
 
     /// GetCommand, in the API's shape.
-    pub async fn get(&self, id: &str) -> Result<Value, ApiError> {
+    pub async fn get(&self, id: &str) -> Result<CommandResource, ApiError> {
         let out = self
             .iot
             .get_command()
@@ -271,59 +254,47 @@ impl CommandsGateway {
             .send()
             .await
             .map_err(|e| api_error("GetCommand", e, Resource::Command, id))?;
-        let mut command = json!({
-            "commandId": self.api_id(out.command_id()),
-            "commandArn": out.command_arn(),
-            "deprecated": out.deprecated().unwrap_or(false),
-            "pendingDeletion": out.pending_deletion().unwrap_or(false),
-            "createdAt": time(out.created_at()),
-            "lastUpdatedAt": time(out.last_updated_at()),
-        });
-        let fields = command.as_object_mut().ok_or(ApiError::Internal)?;
-        if let Some(v) = out.display_name() {
-            fields.insert("displayName".into(), json!(v));
-        }
-        if let Some(v) = out.description() {
-            fields.insert("description".into(), json!(v));
-        }
-        if let Some(payload) = out.payload() {
+        let payload = out.payload().map(|payload| {
             let content_type = payload.content_type();
             let bytes = payload.content().map(|b| b.as_ref()).unwrap_or_default();
             let content = match serde_json::from_slice::<Value>(bytes) {
                 Ok(value) if is_json_content_type(content_type) => value,
                 _ => Value::String(BASE64.encode(bytes)),
             };
-            fields.insert(
-                "payload".into(),
-                json!({ "content": content, "contentType": content_type }),
-            );
-        }
-        if let Some(template) = out.payload_template() {
-            let value = serde_json::from_str::<Value>(template)
-                .unwrap_or_else(|_| Value::String(template.to_owned()));
-            fields.insert("payloadTemplate".into(), value);
-        }
-        if !out.mandatory_parameters().is_empty() {
-            let parameters: Vec<Value> = out
-                .mandatory_parameters()
-                .iter()
-                .map(|p| {
-                    let mut entry = json!({ "name": p.name() });
-                    if let Some(t) = p.r#type() {
-                        entry["type"] = json!(t.as_str());
-                    }
-                    if let Some(d) = p.default_value() {
-                        entry["defaultValue"] = value_json(d);
-                    }
-                    if let Some(d) = p.description() {
-                        entry["description"] = json!(d);
-                    }
-                    entry
-                })
-                .collect();
-            fields.insert("mandatoryParameters".into(), Value::Array(parameters));
-        }
-        Ok(command)
+            ApiPayload {
+                content,
+                content_type: content_type.map(str::to_owned),
+            }
+        });
+        let payload_template = out.payload_template().map(|template| {
+            serde_json::from_str::<Value>(template)
+                .unwrap_or_else(|_| Value::String(template.to_owned()))
+        });
+        let parameters: Vec<_> = out
+            .mandatory_parameters()
+            .iter()
+            .map(|p| ApiParameter {
+                name: p.name().to_owned(),
+                kind: p.r#type().map(|t| t.as_str().to_owned()),
+                default_value: p.default_value().and_then(from_sdk_value),
+                description: p.description().map(str::to_owned),
+            })
+            .collect();
+        Ok(CommandResource {
+            command_id: self
+                .api_id(out.command_id())
+                .unwrap_or_else(|| id.to_owned()),
+            command_arn: out.command_arn().map(str::to_owned),
+            display_name: out.display_name().map(str::to_owned),
+            description: out.description().map(str::to_owned),
+            deprecated: out.deprecated().unwrap_or(false),
+            pending_deletion: out.pending_deletion().unwrap_or(false),
+            created_at: time(out.created_at()),
+            last_updated_at: time(out.last_updated_at()),
+            payload,
+            payload_template,
+            mandatory_parameters: (!parameters.is_empty()).then_some(parameters),
+        })
     }
 
     /// ListCommands (AWS's own pagination token passes through).
@@ -331,7 +302,7 @@ impl CommandsGateway {
         &self,
         limit: u32,
         next_token: Option<String>,
-    ) -> Result<Page<Value>, ApiError> {
+    ) -> Result<Page<CommandResource>, ApiError> {
         let out = self
             .iot
             .list_commands()
@@ -350,16 +321,15 @@ impl CommandsGateway {
             .commands()
             .iter()
             .filter_map(|c| Some((self.api_id(c.command_id())?, c)))
-            .map(|(id, c)| {
-                without_nulls(json!({
-                    "commandId": id,
-                    "commandArn": c.command_arn(),
-                    "displayName": c.display_name(),
-                    "deprecated": c.deprecated().unwrap_or(false),
-                    "pendingDeletion": c.pending_deletion().unwrap_or(false),
-                    "createdAt": time(c.created_at()),
-                    "lastUpdatedAt": time(c.last_updated_at()),
-                }))
+            .map(|(command_id, c)| CommandResource {
+                command_id,
+                command_arn: c.command_arn().map(str::to_owned),
+                display_name: c.display_name().map(str::to_owned),
+                deprecated: c.deprecated().unwrap_or(false),
+                pending_deletion: c.pending_deletion().unwrap_or(false),
+                created_at: time(c.created_at()),
+                last_updated_at: time(c.last_updated_at()),
+                ..CommandResource::default()
             })
             .collect();
         Ok(Page {
@@ -422,15 +392,8 @@ impl CommandsGateway {
             .set_execution_timeout_seconds(timeout_s.map(|t| t as i64))
             .set_client_token(client_token);
         for (name, value) in parameters.into_iter().flatten() {
-            call = call.parameters(
-                name,
-                jobs_value(value).map_err(|e| match e {
-                    ApiError::Validation(m) => {
-                        ApiError::Validation(format!("parameters.{name}: {m}"))
-                    }
-                    other => other,
-                })?,
-            );
+            let value = parameter_value(&format!("parameters.{name}"), value)?;
+            call = call.parameters(name, jobs_value(&value));
         }
         let out = call
             .send()
@@ -478,16 +441,16 @@ impl CommandsGateway {
                 result
                     .iter()
                     .map(|(key, value)| {
-                        let v = if let Some(s) = value.s() {
-                            json!({ "S": s })
+                        let value = if let Some(s) = value.s() {
+                            ParameterValue::S(s.to_owned()).to_json()
                         } else if let Some(b) = value.b() {
-                            json!({ "B": b })
+                            ParameterValue::B(b).to_json()
                         } else if let Some(bin) = value.bin() {
-                            json!({ "BIN": BASE64.encode(bin.as_ref()) })
+                            ParameterValue::Bin(bin.as_ref().to_vec()).to_json()
                         } else {
                             Value::Null
                         };
-                        (key.clone(), v)
+                        (key.clone(), value)
                     })
                     .collect(),
             )
@@ -501,16 +464,14 @@ mod tests {
 
     #[test]
     fn parameter_values_convert_from_the_union_shape() {
+        let iot = |v: Value| iot_value(&parameter_value("p", &v).unwrap());
+        assert_eq!(iot(json!({"S": "x"})).s.as_deref(), Some("x"));
         assert_eq!(
-            iot_value(&json!({"S": "x"})).unwrap().s.as_deref(),
-            Some("x")
+            jobs_value(&parameter_value("p", &json!({"I": 7})).unwrap()).i,
+            Some(7)
         );
-        assert_eq!(jobs_value(&json!({"I": 7})).unwrap().i, Some(7));
         assert_eq!(
-            iot_value(&json!({"UL": "18446744073709551615"}))
-                .unwrap()
-                .ul
-                .as_deref(),
+            iot(json!({"UL": "18446744073709551615"})).ul.as_deref(),
             Some("18446744073709551615")
         );
         for bad in [
@@ -521,11 +482,17 @@ mod tests {
             json!("S"),
             json!({"BIN": "%%"}),
         ] {
-            assert!(jobs_value(&bad).is_err(), "{bad}");
+            assert!(parameter_value("p", &bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            value_json(&iot_value(&json!({"B": true})).unwrap()),
-            json!({"B": true})
-        );
+        for value in [
+            json!({"B": true}),
+            json!({"BIN": "AAE="}),
+            json!({"UL": "12"}),
+        ] {
+            assert_eq!(
+                from_sdk_value(&iot(value.clone())).unwrap().to_json(),
+                value
+            );
+        }
     }
 }

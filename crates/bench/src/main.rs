@@ -134,13 +134,7 @@ impl Env {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,tether_stack=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    tether_logging::init("warn,tether_stack=info");
     let args = Args::parse();
     let root = args.root.canonicalize().context("the repository root")?;
     let started = Instant::now();

@@ -183,13 +183,7 @@ async fn until_told_to_stop(exit_after: Option<Duration>) -> anyhow::Result<()> 
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttc=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    tether_logging::init("info,rumqttc=warn");
     let args = Args::parse();
     let config = fleet_config(&args)?;
     for rule in config.behaviours.rules() {

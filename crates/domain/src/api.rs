@@ -165,6 +165,49 @@ pub struct CreateCommandRequest {
     pub mandatory_parameters: Option<Vec<Value>>,
 }
 
+/// A command as the API shows it: `GET /commands/{commandId}` fills every field it has;
+/// `GET /commands` items carry the summary (no payload, template or parameters).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandResource {
+    pub command_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub deprecated: bool,
+    /// Deleted, and AWS IoT is still removing it: it can start nothing.
+    pub pending_deletion: bool,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<CommandPayload>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_template: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mandatory_parameters: Option<Vec<CommandParameter>>,
+}
+
+/// A parameter a command's payload template needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandParameter {
+    pub name: String,
+    /// `STRING`, `INTEGER`, ... as AWS names the type.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_value: Option<crate::parameter::ParameterValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
 /// Largest static payload or payload template of a command (AWS IoT: 32 KB).
 pub const MAX_COMMAND_PAYLOAD: usize = 32 * 1024;
 

@@ -16,6 +16,7 @@ pub mod api;
 pub mod clock;
 pub mod error;
 pub mod ids;
+pub mod parameter;
 pub mod reply;
 pub mod status;
 pub mod topics;

@@ -56,13 +56,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rmqtt=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    tether_logging::init("info,rmqtt=warn");
     let args = Args::parse();
     let (rules, redrive_function) = match &args.template {
         Some(path) => {

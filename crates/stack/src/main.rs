@@ -63,13 +63,7 @@ async fn stop_signal() -> &'static str {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rmqtt=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    tether_logging::init("info,rmqtt=warn");
     let args = Args::parse();
     let root = args.root.canonicalize()?;
     let mut config = StackConfig::new(&root);

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
@@ -904,37 +905,32 @@ async fn the_running_api_keeps_the_openapi_contract_under_generated_input(
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tether_works_end_to_end_on_the_local_stack() {
-    let stack = common::start_stack("e2e").await;
-    let api = Api::new(&stack.endpoints.api);
-
-    let mut failures = Vec::new();
+/// The demo scenario `make demo` runs, as a test.
+async fn the_demo_runs_every_step(api: &Api, _: &Stack) -> anyhow::Result<()> {
     let mut demo = Demo::new(&api.base);
     demo.verbose = false;
-    if let Err(err) = demo.run().await {
-        failures.push(format!("demo: {err:#}"));
-    }
-    macro_rules! scenario {
-        ($name:ident) => {
-            if let Err(err) = $name(&api, &stack).await {
-                failures.push(format!("{}: {err:#}", stringify!($name)));
-            }
-        };
-    }
-    scenario!(concurrent_calls_to_one_device_each_get_their_own_answer);
-    scenario!(a_burst_of_200_calls_each_get_their_own_answer);
-    scenario!(an_idempotent_retry_publishes_once_and_returns_the_same_invocation);
-    scenario!(hostile_names_are_refused_before_any_publish);
-    scenario!(the_read_routes_answer_on_the_deployed_paths);
-    scenario!(an_offline_device_is_refused_fast);
-    scenario!(devices_that_fail_or_reject_a_command_say_why);
-    scenario!(a_cloud_timeout_is_replaced_by_the_devices_late_report);
-    scenario!(a_retried_start_with_the_same_key_starts_nothing_new);
-    scenario!(a_devices_executions_list_newest_first_with_a_status_filter);
-    scenario!(hostile_requests_get_a_stable_4xx_and_nothing_is_sent);
-    scenario!(payloads_and_results_stay_out_of_the_info_logs);
-    scenario!(the_running_api_keeps_the_openapi_contract_under_generated_input);
+    demo.run().await
+}
 
-    common::finish(stack, "e2e", failures).await;
+fn main() -> ExitCode {
+    common::run_scenarios(
+        "e2e",
+        vec![
+            scenario!(the_demo_runs_every_step),
+            scenario!(concurrent_calls_to_one_device_each_get_their_own_answer),
+            scenario!(a_burst_of_200_calls_each_get_their_own_answer),
+            scenario!(an_idempotent_retry_publishes_once_and_returns_the_same_invocation),
+            scenario!(hostile_names_are_refused_before_any_publish),
+            scenario!(the_read_routes_answer_on_the_deployed_paths),
+            scenario!(an_offline_device_is_refused_fast),
+            scenario!(devices_that_fail_or_reject_a_command_say_why),
+            scenario!(a_cloud_timeout_is_replaced_by_the_devices_late_report),
+            scenario!(a_retried_start_with_the_same_key_starts_nothing_new),
+            scenario!(a_devices_executions_list_newest_first_with_a_status_filter),
+            scenario!(hostile_requests_get_a_stable_4xx_and_nothing_is_sent),
+            scenario!(payloads_and_results_stay_out_of_the_info_logs),
+            scenario!(the_running_api_keeps_the_openapi_contract_under_generated_input),
+        ],
+        None,
+    )
 }

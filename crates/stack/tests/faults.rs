@@ -5,9 +5,11 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use tether_local_iot::link::{Link, Outgoing};
 use tether_stack::dynamo::{set_fault, Fault};
@@ -669,25 +671,24 @@ async fn a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tether_keeps_working_and_loses_nothing_under_faults() {
-    let stack = common::start_stack("faults").await;
-    let api = Api::new(&stack.endpoints.api);
-    let mut failures = Vec::new();
-    macro_rules! scenario {
-        ($name:ident) => {
-            if let Err(err) = $name(&api, &stack).await {
-                failures.push(format!("{}: {err:#}", stringify!($name)));
-            }
-            // A failed scenario must not leave its fault behind for the next one.
-            let _ = set_fault(&stack.endpoints.dynamodb, None).await;
-        };
-    }
-    scenario!(dynamodb_unavailable_before_the_publish_is_a_503_and_nothing_is_sent);
-    scenario!(ingest_failures_on_the_record_write_converge_on_replay);
-    scenario!(ingest_failures_with_dynamodb_down_converge_on_replay);
-    scenario!(devices_that_answer_badly_do_not_change_the_right_answer);
-    scenario!(a_hostile_device_changes_nothing_it_does_not_own);
-    scenario!(a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed);
-    common::finish(stack, "faults", failures).await;
+/// Clears any fault a scenario left behind, failed or not, before the next one runs.
+fn clear_faults(stack: &Stack) -> BoxFuture<'_, ()> {
+    Box::pin(async {
+        let _ = set_fault(&stack.endpoints.dynamodb, None).await;
+    })
+}
+
+fn main() -> ExitCode {
+    common::run_scenarios(
+        "faults",
+        vec![
+            scenario!(dynamodb_unavailable_before_the_publish_is_a_503_and_nothing_is_sent),
+            scenario!(ingest_failures_on_the_record_write_converge_on_replay),
+            scenario!(ingest_failures_with_dynamodb_down_converge_on_replay),
+            scenario!(devices_that_answer_badly_do_not_change_the_right_answer),
+            scenario!(a_hostile_device_changes_nothing_it_does_not_own),
+            scenario!(a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed),
+        ],
+        Some(clear_faults),
+    )
 }

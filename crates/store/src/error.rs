@@ -1,7 +1,9 @@
-//! The store's error type and how it reaches a caller.
+//! The store's error type, how it reaches a caller, and which DynamoDB errors are only a
+//! failed condition.
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use tether_domain::ApiError;
 
 /// A failed store operation. SDK errors are kept whole as the source.
@@ -88,6 +90,31 @@ impl StoreError {
             StoreError::InvalidToken => ApiError::InvalidNextToken,
             _ => ApiError::Internal,
         }
+    }
+}
+
+/// Whether a conditional write failed its condition (and nothing else went wrong).
+pub(crate) fn is_condition_failure<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+) -> bool {
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+/// A transaction cancelled because a condition failed (and nothing else went wrong).
+pub(crate) fn is_transaction_condition_failure(
+    err: &SdkError<TransactWriteItemsError, HttpResponse>,
+) -> bool {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+            let reasons = e.cancellation_reasons();
+            reasons.is_empty()
+                || reasons
+                    .iter()
+                    .any(|r| r.code() == Some("ConditionalCheckFailed"))
+        }
+        _ => false,
     }
 }
 

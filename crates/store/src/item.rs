@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use tether_domain::StatusReason;
 
 use crate::error::StoreError;
+use crate::schema::{attr, PK, SK};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -18,9 +19,9 @@ pub(crate) fn n(number: i64) -> AttributeValue {
 }
 
 pub(crate) fn reason_value(reason: &StatusReason) -> AttributeValue {
-    let mut map = HashMap::from([("reasonCode".to_owned(), s(&reason.reason_code))]);
+    let mut map = HashMap::from([(attr::REASON_CODE.to_owned(), s(&reason.reason_code))]);
     if let Some(text) = &reason.reason_description {
-        map.insert("reasonDescription".to_owned(), s(text));
+        map.insert(attr::REASON_DESCRIPTION.to_owned(), s(text));
     }
     AttributeValue::M(map)
 }
@@ -36,7 +37,7 @@ impl<'a> Reader<'a> {
     }
 
     fn corrupt(&self, problem: String) -> StoreError {
-        let key = match (self.item.get("pk"), self.item.get("sk")) {
+        let key = match (self.item.get(PK), self.item.get(SK)) {
             (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => format!("{pk}/{sk}"),
             _ => "(no key)".to_owned(),
         };
@@ -95,10 +96,10 @@ impl<'a> Reader<'a> {
             Some(AttributeValue::M(map)) => {
                 let inner = Reader::new(map);
                 Ok(Some(StatusReason::new(
-                    inner
-                        .s("reasonCode")
-                        .map_err(|_| self.corrupt(format!("{name}.reasonCode is missing")))?,
-                    inner.opt_s("reasonDescription")?.map(str::to_owned),
+                    inner.s(attr::REASON_CODE).map_err(|_| {
+                        self.corrupt(format!("{name}.{} is missing", attr::REASON_CODE))
+                    })?,
+                    inner.opt_s(attr::REASON_DESCRIPTION)?.map(str::to_owned),
                 )))
             }
             Some(_) => Err(self.corrupt(format!("{name} is not a map"))),

@@ -15,7 +15,7 @@ use tether_domain::DeviceId;
 use crate::error::StoreError;
 use crate::item::{n, s, Reader};
 use crate::records::Store;
-use crate::schema::{PK, SK, TTL_ATTRIBUTE};
+use crate::schema::{attr, PK, SK, TTL_ATTRIBUTE};
 
 const CONNECTIVITY_SK: &str = "CONNECTIVITY";
 
@@ -61,11 +61,11 @@ impl Store {
             .key(PK, s(pk(&event.device)))
             .key(SK, s(CONNECTIVITY_SK))
             .condition_expression("attribute_not_exists(#order) OR #order < :order")
-            .expression_attribute_names("#order", "presenceOrder")
-            .expression_attribute_names("#connected", "connected")
-            .expression_attribute_names("#since", "since")
-            .expression_attribute_names("#device", "deviceId")
-            .expression_attribute_names("#reason", "disconnectReason")
+            .expression_attribute_names("#order", attr::PRESENCE_ORDER)
+            .expression_attribute_names("#connected", attr::CONNECTED)
+            .expression_attribute_names("#since", attr::SINCE)
+            .expression_attribute_names("#device", attr::DEVICE_ID)
+            .expression_attribute_names("#reason", attr::DISCONNECT_REASON)
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":ttl", self.expires_at(event.at_ms))
             .expression_attribute_values(":order", s(event.order()))
@@ -114,13 +114,13 @@ impl Store {
             return Ok(None);
         };
         let r = Reader::new(&item);
-        let since = r.n("since")?;
+        let since = r.n(attr::SINCE)?;
         Ok(Some(DeviceConnectivity {
             device_id: device.to_string(),
-            connected: r.opt_bool("connected")?.unwrap_or(false),
+            connected: r.opt_bool(attr::CONNECTED)?.unwrap_or(false),
             since: Some(rfc3339(since)),
             last_seen: Some(rfc3339(since)),
-            disconnect_reason: r.opt_s("disconnectReason")?.map(str::to_owned),
+            disconnect_reason: r.opt_s(attr::DISCONNECT_REASON)?.map(str::to_owned),
         }))
     }
 }

@@ -28,6 +28,56 @@ pub const TTL_ATTRIBUTE: &str = "expiresAt";
 /// The logical id of the table in `template.yaml`.
 pub const TEMPLATE_LOGICAL_ID: &str = "Table";
 
+/// The names of the items' other attributes, in one place. The key, index and TTL attributes
+/// are the constants above, which the template must define; these are free-form and the
+/// template does not name them.
+pub(crate) mod attr {
+    /// `execution`, `invocation` or `event`.
+    pub(crate) const KIND: &str = "kind";
+    /// The record's execution or request id.
+    pub(crate) const ID: &str = "id";
+    pub(crate) const STATUS: &str = "status";
+    /// Who reported the status (`cloud` or `device`).
+    pub(crate) const SOURCE: &str = "source";
+    /// The map of `reasonCode` and `reasonDescription` that explains a status.
+    pub(crate) const STATUS_REASON: &str = "statusReason";
+    pub(crate) const REASON_CODE: &str = "reasonCode";
+    pub(crate) const REASON_DESCRIPTION: &str = "reasonDescription";
+    /// The record's status [`Precedence`](tether_domain::status::Precedence), compared by the
+    /// conditional writes.
+    pub(crate) const PRECEDENCE: &str = "precedence";
+    /// The device's result, JSON as text.
+    pub(crate) const RESULT: &str = "result";
+    /// Epoch milliseconds.
+    pub(crate) const CREATED_AT: &str = "createdAt";
+    pub(crate) const UPDATED_AT: &str = "updatedAt";
+    pub(crate) const COMPLETED_AT: &str = "completedAt";
+
+    /// Execution records.
+    pub(crate) const COMMAND_ID: &str = "commandId";
+    pub(crate) const TARGET: &str = "target";
+    pub(crate) const TARGET_KIND: &str = "targetKind";
+    /// The command's parameters, JSON as text.
+    pub(crate) const PARAMETERS: &str = "parameters";
+
+    /// Invocation records (and the connectivity item: its device).
+    pub(crate) const DEVICE_ID: &str = "deviceId";
+    pub(crate) const METHOD: &str = "method";
+    /// The fingerprint of the request that created the invocation.
+    pub(crate) const REQUEST_HASH: &str = "requestHash";
+    /// The caller's deadline, epoch milliseconds.
+    pub(crate) const DEADLINE_AT: &str = "deadlineAt";
+
+    /// Timeline entries: when the status was reported, epoch milliseconds.
+    pub(crate) const AT: &str = "at";
+
+    /// The connectivity item.
+    pub(crate) const PRESENCE_ORDER: &str = "presenceOrder";
+    pub(crate) const CONNECTED: &str = "connected";
+    pub(crate) const SINCE: &str = "since";
+    pub(crate) const DISCONNECT_REASON: &str = "disconnectReason";
+}
+
 /// The parts of an `AWS::DynamoDB::Table` that shape data access.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use crate::error::StoreError;
+use crate::keys::RECORD_SK;
 use crate::schema::{PK, SK};
 
 /// Longest token accepted, in characters; real ones are far shorter.
@@ -63,7 +64,7 @@ pub(crate) fn decode(
     let valid = names == expected
         && plain[index_pk] == partition
         && plain[PK].starts_with(record_prefix)
-        && plain[SK] == crate::records::RECORD_SK
+        && plain[SK] == RECORD_SK
         && !plain[index_sk].is_empty();
     if !valid {
         return Err(StoreError::InvalidToken);

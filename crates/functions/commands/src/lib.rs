@@ -22,9 +22,9 @@ use tether_adapters::http::{
     upstream, Function, HttpResponse, Route,
 };
 use tether_domain::api::{
-    CommandDocument, CreateCommandRequest, ExecutionRecord, Page, StartExecutionsRequest,
-    StartExecutionsResponse, StartedExecution, UpdateCommandRequest, DEFAULT_LIST_LIMIT,
-    LIST_LIMIT,
+    CommandDocument, CommandResource, CreateCommandRequest, ExecutionRecord, Page,
+    StartExecutionsRequest, StartExecutionsResponse, StartedExecution, UpdateCommandRequest,
+    DEFAULT_LIST_LIMIT, LIST_LIMIT,
 };
 use tether_domain::clock::now_ms;
 use tether_domain::error::Resource;
@@ -51,12 +51,12 @@ pub trait Ports: Sync {
         request: &CreateCommandRequest,
         document: CommandDocument,
     ) -> impl Future<Output = Result<Value, ApiError>> + Send;
-    fn get(&self, id: &str) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    fn get(&self, id: &str) -> impl Future<Output = Result<CommandResource, ApiError>> + Send;
     fn list(
         &self,
         limit: u32,
         token: Option<String>,
-    ) -> impl Future<Output = Result<Page<Value>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Page<CommandResource>, ApiError>> + Send;
     fn update(
         &self,
         id: &str,
@@ -104,11 +104,15 @@ impl Ports for Deps {
         self.gateway.create(id, request, document).await
     }
 
-    async fn get(&self, id: &str) -> Result<Value, ApiError> {
+    async fn get(&self, id: &str) -> Result<CommandResource, ApiError> {
         self.gateway.get(id).await
     }
 
-    async fn list(&self, limit: u32, token: Option<String>) -> Result<Page<Value>, ApiError> {
+    async fn list(
+        &self,
+        limit: u32,
+        token: Option<String>,
+    ) -> Result<Page<CommandResource>, ApiError> {
         self.gateway.list(limit, token).await
     }
 
@@ -311,19 +315,16 @@ async fn start(
     let key = idempotency_key(request)?;
     let caller = caller(request);
     let resource = ports.get(command.as_str()).await?;
-    if resource["pendingDeletion"] == true {
+    if resource.pending_deletion {
         return Err(ApiError::NotFound {
             what: Resource::Command,
             id: command.to_string(),
         });
     }
-    if resource["deprecated"] == true {
+    if resource.deprecated {
         return Err(ApiError::CommandDeprecated(command.to_string()));
     }
-    let command_arn = resource["commandArn"]
-        .as_str()
-        .ok_or(ApiError::Internal)?
-        .to_owned();
+    let command_arn = resource.command_arn.ok_or(ApiError::Internal)?;
     let arn_prefix = command_arn
         .split_once(":command/")
         .map(|(prefix, _)| prefix.to_owned())

@@ -30,19 +30,22 @@ impl Ports for Fake {
         Ok(json!({"commandId": id, "commandArn": format!("arn:aws:iot:us-east-1:1:command/{id}")}))
     }
 
-    async fn get(&self, id: &str) -> Result<Value, ApiError> {
+    async fn get(&self, id: &str) -> Result<CommandResource, ApiError> {
         if id == "missing" {
             return Err(ApiError::NotFound {
                 what: Resource::Command,
                 id: id.into(),
             });
         }
-        Ok(
-            json!({"commandId": id, "commandArn": format!("arn:aws:iot:us-east-1:1:command/{id}"), "deprecated": self.deprecated, "pendingDeletion": false}),
-        )
+        Ok(CommandResource {
+            command_id: id.into(),
+            command_arn: Some(format!("arn:aws:iot:us-east-1:1:command/{id}")),
+            deprecated: self.deprecated,
+            ..CommandResource::default()
+        })
     }
 
-    async fn list(&self, _: u32, _: Option<String>) -> Result<Page<Value>, ApiError> {
+    async fn list(&self, _: u32, _: Option<String>) -> Result<Page<CommandResource>, ApiError> {
         Ok(Page {
             items: vec![],
             next_token: None,
