@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::ids::{DeviceId, MethodName};
-use crate::status::StatusReason;
+use crate::status::{ExecutionStatus, InvocationStatus, StatusReason};
 use crate::topics::TargetKind;
 
 /// Largest payload a device is sent or a command carries through Tether: 128 KiB, the AWS IoT
@@ -104,7 +104,7 @@ pub struct InvokeResponse {
     pub request_id: String,
     pub device_id: String,
     pub method: String,
-    pub status: String,
+    pub status: InvocationStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -428,7 +428,7 @@ pub struct StartedExecution {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<ExecutionStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<StatusReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -464,7 +464,7 @@ pub struct ExecutionRecord {
     pub execution_id: String,
     pub command_id: String,
     pub target: String,
-    pub status: String,
+    pub status: ExecutionStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<StatusReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -491,7 +491,7 @@ pub struct InvocationRecord {
     pub request_id: String,
     pub device_id: String,
     pub method: String,
-    pub status: String,
+    pub status: InvocationStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -763,7 +763,7 @@ mod tests {
             request_id: "r".into(),
             device_id: "d".into(),
             method: "m".into(),
-            status: "PENDING".into(),
+            status: InvocationStatus::Pending,
             result: None,
             status_reason: None,
             created_at: "t".into(),

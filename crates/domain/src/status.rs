@@ -234,6 +234,13 @@ macro_rules! display_as_str {
                 f.write_str(Lifecycle::as_str(*self))
             }
         }
+
+        /// A status equals its wire name (`status == "SUCCEEDED"`).
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                Lifecycle::as_str(*self) == *other
+            }
+        }
     )*};
 }
 display_as_str!(ExecutionStatus, InvocationStatus);
@@ -370,9 +377,8 @@ pub const OVERDUE_AFTER_MS: i64 = 5_000;
 /// Whether an invocation stored as `status` with this deadline reads as TIMED_OUT
 /// (`$NO_RESPONSE_FROM_DEVICE`) at `now`: still PENDING more than [`OVERDUE_AFTER_MS`] past
 /// its deadline. A late reply still replaces it, as it replaces the timeout `invoke` writes.
-pub fn is_overdue(status: &str, deadline_ms: i64, now_ms: i64) -> bool {
-    status == InvocationStatus::Pending.as_str()
-        && now_ms > deadline_ms.saturating_add(OVERDUE_AFTER_MS)
+pub fn is_overdue(status: InvocationStatus, deadline_ms: i64, now_ms: i64) -> bool {
+    status == InvocationStatus::Pending && now_ms > deadline_ms.saturating_add(OVERDUE_AFTER_MS)
 }
 
 #[cfg(test)]
@@ -383,17 +389,21 @@ mod tests {
     fn a_pending_invocation_is_overdue_five_seconds_past_its_deadline() {
         let deadline = 1_000_000;
         assert!(!is_overdue(
-            "PENDING",
+            InvocationStatus::Pending,
             deadline,
             deadline + OVERDUE_AFTER_MS
         ));
         assert!(is_overdue(
-            "PENDING",
+            InvocationStatus::Pending,
             deadline,
             deadline + OVERDUE_AFTER_MS + 1
         ));
-        assert!(!is_overdue("SUCCEEDED", deadline, deadline + 60_000));
-        assert!(!is_overdue("PENDING", i64::MAX, i64::MAX));
+        assert!(!is_overdue(
+            InvocationStatus::Succeeded,
+            deadline,
+            deadline + 60_000
+        ));
+        assert!(!is_overdue(InvocationStatus::Pending, i64::MAX, i64::MAX));
     }
     use ExecutionStatus::*;
     use Source::*;

@@ -57,6 +57,17 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| self.corrupt(format!("{name} is missing")))
     }
 
+    /// A string attribute that must be one of a known set (a status), read by `parse`.
+    pub(crate) fn parsed<T>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, StoreError> {
+        let text = self.s(name)?;
+        parse(text)
+            .ok_or_else(|| self.corrupt(format!("{name} {text:?} is not one this code writes")))
+    }
+
     pub(crate) fn opt_n(&self, name: &str) -> Result<Option<i64>, StoreError> {
         match self.item.get(name) {
             None | Some(AttributeValue::Null(_)) => Ok(None),

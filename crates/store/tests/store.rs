@@ -937,7 +937,7 @@ async fn execution_records_come_back_in_order_without_their_timelines() {
         .iter()
         .map(|r| {
             r.as_ref()
-                .map(|r| (r.execution_id.clone(), r.status.clone()))
+                .map(|r| (r.execution_id.clone(), r.status.to_string()))
         })
         .collect();
     assert_eq!(

@@ -278,7 +278,10 @@ fn client_token(caller: &str, key: &str, command: &CommandId, target: &DeviceId)
 /// Whether an execution has its final answer for a waiting caller: the device's final report,
 /// or the cloud-side timeout.
 fn settled(record: &ExecutionRecord) -> bool {
-    !matches!(record.status.as_str(), "CREATED" | "IN_PROGRESS")
+    !matches!(
+        record.status,
+        ExecutionStatus::Created | ExecutionStatus::InProgress
+    )
 }
 
 /// Until when targets may be started: [`START_BUDGET`] after `now`, and, when the Lambda
@@ -399,7 +402,7 @@ fn executed(target: &DeviceId, id: &ExecutionId) -> StartedExecution {
     StartedExecution {
         target: target.to_string(),
         execution_id: Some(id.to_string()),
-        status: Some("CREATED".into()),
+        status: Some(ExecutionStatus::Created),
         status_reason: None,
         result: None,
         error: None,

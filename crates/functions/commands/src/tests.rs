@@ -95,7 +95,7 @@ impl Ports for Fake {
             execution_id: id.to_string(),
             command_id: "c".into(),
             target: "t".into(),
-            status: status.into(),
+            status: ExecutionStatus::parse(status).unwrap(),
             status_reason: None,
             result: Some(json!({"ok": {"B": true}})),
             parameters: None,

@@ -42,16 +42,15 @@ const MAX_POLL: Duration = Duration::from_millis(100);
 /// A record as the wait loop sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
-    pub status: String,
+    pub status: InvocationStatus,
     pub result: Option<serde_json::Value>,
     pub status_reason: Option<StatusReason>,
 }
 
 impl Answer {
     fn is_final(&self) -> bool {
-        InvocationStatus::parse(&self.status).is_some_and(|s| {
-            s.phase(Source::Device) == Phase::Terminal && s != InvocationStatus::TimedOut
-        })
+        self.status.phase(Source::Device) == Phase::Terminal
+            && self.status != InvocationStatus::TimedOut
     }
 }
 

@@ -58,7 +58,7 @@ impl Fake {
 
 fn answer(status: &str) -> Option<Answer> {
     Some(Answer {
-        status: status.into(),
+        status: InvocationStatus::parse(status).unwrap(),
         result: Some(json!({"on": true})),
         status_reason: None,
     })
@@ -186,7 +186,7 @@ async fn answered_call_returns_the_devices_result() {
 #[tokio::test]
 async fn device_failure_is_a_200_with_the_devices_status() {
     let fake = Fake::new().answers(vec![Some(Answer {
-        status: "FAILED".into(),
+        status: InvocationStatus::Failed,
         result: None,
         status_reason: Some(StatusReason::new("BULB_BROKEN", None)),
     })]);

@@ -163,7 +163,7 @@ mod tests {
                 request_id: "known".into(),
                 device_id: "dev-1".into(),
                 method: "m".into(),
-                status: "SUCCEEDED".into(),
+                status: tether_domain::InvocationStatus::Succeeded,
                 result: None,
                 status_reason: None,
                 created_at: "2026-11-23T18:00:00.000Z".into(),

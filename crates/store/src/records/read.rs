@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use tether_domain::api::{ExecutionRecord, InvocationRecord, ListQuery, Page, TimelineEntry};
 use tether_domain::clock::{now_ms, rfc3339};
 use tether_domain::status::{is_overdue, Lifecycle, NO_RESPONSE_FROM_DEVICE};
-use tether_domain::{ExecutionId, InvocationStatus, RequestId, StatusReason};
+use tether_domain::{ExecutionId, ExecutionStatus, InvocationStatus, RequestId, StatusReason};
 
 use super::{ListBy, RecordKey, Store};
 use crate::error::{FailureKind, StoreError};
@@ -277,7 +277,7 @@ fn execution_from(
         execution_id: r.s(attr::ID)?.to_owned(),
         command_id: r.s(attr::COMMAND_ID)?.to_owned(),
         target: r.s(attr::TARGET)?.to_owned(),
-        status: r.s(attr::STATUS)?.to_owned(),
+        status: r.parsed(attr::STATUS, ExecutionStatus::parse)?,
         status_reason: r.opt_reason(attr::STATUS_REASON)?,
         result: r.opt_json(attr::RESULT)?,
         parameters: r.opt_json(attr::PARAMETERS)?,
@@ -298,7 +298,7 @@ fn invocation_from(
         request_id: r.s(attr::ID)?.to_owned(),
         device_id: r.s(attr::DEVICE_ID)?.to_owned(),
         method: r.s(attr::METHOD)?.to_owned(),
-        status: r.s(attr::STATUS)?.to_owned(),
+        status: r.parsed(attr::STATUS, InvocationStatus::parse)?,
         result: r.opt_json(attr::RESULT)?,
         status_reason: r.opt_reason(attr::STATUS_REASON)?,
         created_at: rfc3339(r.n(attr::CREATED_AT)?),
@@ -307,9 +307,9 @@ fn invocation_from(
         timeline_truncated: false,
     };
     if let Some(deadline) = r.opt_n(attr::DEADLINE_AT)? {
-        if is_overdue(&record.status, deadline, now_ms()) {
+        if is_overdue(record.status, deadline, now_ms()) {
             // Read as the timeout `invoke` would have written; a late reply still replaces it.
-            record.status = InvocationStatus::TimedOut.as_str().to_owned();
+            record.status = InvocationStatus::TimedOut;
             record.status_reason = Some(StatusReason::new(
                 NO_RESPONSE_FROM_DEVICE,
                 Some("the deadline passed with no answer recorded".into()),
