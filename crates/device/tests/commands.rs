@@ -8,84 +8,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_iot::primitives::Blob;
-use aws_sdk_iot::types::{CommandExecutionStatus, CommandPayload};
+use aws_sdk_iot::types::CommandExecutionStatus;
 use common::{emulator, fleet, json, next, nothing_within, observer, WAIT};
 use rumqttc::v5::mqttbytes::QoS;
-use serde_json::{json, Value};
+use serde_json::json;
 use tether_device::Kind;
-use tether_local_iot::LocalIot;
-
-struct Clients {
-    iot: aws_sdk_iot::Client,
-    jobs: aws_sdk_iotjobsdataplane::Client,
-}
-
-async fn clients(iot: &LocalIot) -> Clients {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_iot::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(iot.endpoint_url())
-        .load()
-        .await;
-    Clients {
-        iot: aws_sdk_iot::Client::new(&config),
-        jobs: aws_sdk_iotjobsdataplane::Client::new(&config),
-    }
-}
-
-fn thing_arn(name: &str) -> String {
-    format!("arn:aws:iot:us-east-1:000000000000:thing/{name}")
-}
-
-async fn create_command(c: &Clients, id: &str, payload: Value) -> String {
-    c.iot
-        .create_command()
-        .command_id(id)
-        .payload(
-            CommandPayload::builder()
-                .content(Blob::new(payload.to_string()))
-                .content_type("application/json")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .command_arn()
-        .unwrap()
-        .to_owned()
-}
-
-async fn start(c: &Clients, command_arn: &str, thing: &str, timeout_s: i64) -> String {
-    c.jobs
-        .start_command_execution()
-        .command_arn(command_arn)
-        .target_arn(thing_arn(thing))
-        .execution_timeout_seconds(timeout_s)
-        .send()
-        .await
-        .unwrap()
-        .execution_id()
-        .unwrap()
-        .to_owned()
-}
-
-async fn execution(
-    c: &Clients,
-    thing: &str,
-    execution: &str,
-) -> aws_sdk_iot::operation::get_command_execution::GetCommandExecutionOutput {
-    c.iot
-        .get_command_execution()
-        .execution_id(execution)
-        .target_arn(thing_arn(thing))
-        .include_result(true)
-        .send()
-        .await
-        .unwrap()
-}
+use tether_testkit::iot::Clients;
 
 fn responses(thing: &str) -> String {
     format!("$aws/commands/things/{thing}/executions/+/response/json")
@@ -94,19 +22,21 @@ fn responses(thing: &str) -> String {
 #[tokio::test]
 async fn progress_reports_in_progress_then_succeeded_and_both_are_accepted() {
     let iot = emulator().await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     let devices = fleet(&iot, &["car-1"], &["*=progress:100"]).await;
     let (_watch, mut sent) = observer(&iot, "watch-1", &[&responses("car-1")]).await;
-    let arn = create_command(&c, "unlock", json!({"door": "front"})).await;
+    let arn = c
+        .create_json_command("unlock", json!({"door": "front"}))
+        .await;
 
-    let id = start(&c, &arn, "car-1", 30).await;
+    let id = c.start_execution(&arn, "car-1", 30).await;
     let first = next(&mut sent).await;
     let second = next(&mut sent).await;
     let summary = devices
         .wait_until(WAIT, |s| s.total.commands.accepted == 2)
         .await
         .unwrap();
-    let got = execution(&c, "car-1", &id).await;
+    let got = c.execution("car-1", &id).await;
 
     let response_topic = format!("$aws/commands/things/car-1/executions/{id}/response/json");
     assert_eq!(first.topic, response_topic);
@@ -150,7 +80,7 @@ async fn progress_reports_in_progress_then_succeeded_and_both_are_accepted() {
 #[tokio::test]
 async fn the_payload_method_picks_the_behaviour_and_failures_carry_their_reason() {
     let iot = emulator().await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     let devices = fleet(
         &iot,
         &["car-2"],
@@ -158,19 +88,23 @@ async fn the_payload_method_picks_the_behaviour_and_failures_carry_their_reason(
     )
     .await;
     let (_watch, mut sent) = observer(&iot, "watch-2", &[&responses("car-2")]).await;
-    let update = create_command(&c, "update", json!({"method": "update", "v": 2})).await;
-    let lock = create_command(&c, "lock", json!({"method": "lock"})).await;
+    let update = c
+        .create_json_command("update", json!({"method": "update", "v": 2}))
+        .await;
+    let lock = c
+        .create_json_command("lock", json!({"method": "lock"}))
+        .await;
 
-    let failed_id = start(&c, &update, "car-2", 30).await;
+    let failed_id = c.start_execution(&update, "car-2", 30).await;
     let failed = next(&mut sent).await;
-    let rejected_id = start(&c, &lock, "car-2", 30).await;
+    let rejected_id = c.start_execution(&lock, "car-2", 30).await;
     let rejected = next(&mut sent).await;
     devices
         .wait_until(WAIT, |s| s.total.commands.accepted == 2)
         .await
         .unwrap();
-    let failed_record = execution(&c, "car-2", &failed_id).await;
-    let rejected_record = execution(&c, "car-2", &rejected_id).await;
+    let failed_record = c.execution("car-2", &failed_id).await;
+    let rejected_record = c.execution("car-2", &rejected_id).await;
 
     assert!(failed.topic.contains(&failed_id));
     assert_eq!(
@@ -208,12 +142,12 @@ async fn the_payload_method_picks_the_behaviour_and_failures_carry_their_reason(
 #[tokio::test]
 async fn twice_answers_twice_and_the_second_answer_is_rejected_as_terminal() {
     let iot = emulator().await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     let devices = fleet(&iot, &["car-3"], &["*=twice"]).await;
     let (_watch, mut sent) = observer(&iot, "watch-3", &[&responses("car-3")]).await;
-    let arn = create_command(&c, "honk", json!({})).await;
+    let arn = c.create_json_command("honk", json!({})).await;
 
-    start(&c, &arn, "car-3", 30).await;
+    c.start_execution(&arn, "car-3", 30).await;
     let first = next(&mut sent).await;
     let second = next(&mut sent).await;
     let summary = devices
@@ -238,7 +172,7 @@ async fn twice_answers_twice_and_the_second_answer_is_rejected_as_terminal() {
 #[tokio::test]
 async fn late_answers_after_the_cloud_timed_out_and_still_completes_the_execution() {
     let iot = emulator().await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     let devices = fleet(&iot, &["car-4"], &["*=late"]).await;
     let (_watch, mut events) = observer(
         &iot,
@@ -246,10 +180,10 @@ async fn late_answers_after_the_cloud_timed_out_and_still_completes_the_executio
         &["$aws/events/commandExecution/locate/#", &responses("car-4")],
     )
     .await;
-    let arn = create_command(&c, "locate", json!({})).await;
+    let arn = c.create_json_command("locate", json!({})).await;
 
     let started = Instant::now();
-    let id = start(&c, &arn, "car-4", 1).await;
+    let id = c.start_execution(&arn, "car-4", 1).await;
     let mut seen = Vec::new();
     let mut answered_after = None;
     while seen.len() < 4 {
@@ -259,7 +193,7 @@ async fn late_answers_after_the_cloud_timed_out_and_still_completes_the_executio
         }
         seen.push(message.topic);
     }
-    let got = execution(&c, "car-4", &id).await;
+    let got = c.execution("car-4", &id).await;
 
     assert_eq!(
         seen,
@@ -283,7 +217,7 @@ async fn late_answers_after_the_cloud_timed_out_and_still_completes_the_executio
 #[tokio::test]
 async fn never_leaves_the_execution_to_the_cloud_timeout() {
     let iot = emulator().await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     let devices = fleet(&iot, &["car-5"], &["*=never"]).await;
     let (_watch, mut watched) = observer(
         &iot,
@@ -294,9 +228,9 @@ async fn never_leaves_the_execution_to_the_cloud_timeout() {
         ],
     )
     .await;
-    let arn = create_command(&c, "ping", json!({})).await;
+    let arn = c.create_json_command("ping", json!({})).await;
 
-    start(&c, &arn, "car-5", 1).await;
+    c.start_execution(&arn, "car-5", 1).await;
     let timed_out = next(&mut watched).await;
 
     assert!(

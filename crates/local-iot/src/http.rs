@@ -191,6 +191,27 @@ async fn publish(
         }
     };
     let retain = query.get("retain").is_some_and(|r| r == "true");
+    let properties = publish_properties(&query, &headers)?;
+    tracing::debug!(topic = %topic, qos, bytes = payload.len(), "Publish");
+    s.publisher
+        .publish(Outgoing {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+        })
+        .await
+        .map_err(|e| AwsError::new(500, "InternalFailureException", e.to_string()))?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// The MQTT 5 properties of an iot-data Publish: message expiry, response topic and content
+/// type from the query; correlation data, payload format and user properties from headers.
+fn publish_properties(
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<PublishProperties, AwsError> {
     let message_expiry_interval = query
         .get("messageExpiry")
         .map(|m| {
@@ -230,7 +251,7 @@ async fn publish(
             list.into_iter().flat_map(|m| m.into_iter()).collect()
         }
     };
-    let properties = PublishProperties {
+    Ok(PublishProperties {
         payload_format_indicator,
         message_expiry_interval,
         response_topic: query.get("responseTopic").cloned(),
@@ -238,19 +259,7 @@ async fn publish(
         user_properties,
         content_type: query.get("contentType").cloned(),
         ..Default::default()
-    };
-    tracing::debug!(topic = %topic, qos, bytes = payload.len(), "Publish");
-    s.publisher
-        .publish(Outgoing {
-            topic,
-            payload,
-            qos,
-            retain,
-            properties,
-        })
-        .await
-        .map_err(|e| AwsError::new(500, "InternalFailureException", e.to_string()))?;
-    Ok(StatusCode::OK.into_response())
+    })
 }
 
 /// iot-data GetConnection.

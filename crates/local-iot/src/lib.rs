@@ -109,22 +109,9 @@ impl LocalIot {
             publisher.clone(),
             config.deletion_grace,
         );
-        let response_filters = ["things", "clients"]
-            .iter()
-            .flat_map(|kind| {
-                ["json", "cbor"]
-                    .map(|format| format!("$aws/commands/{kind}/+/executions/+/response/{format}"))
-            })
-            .collect::<Vec<_>>();
-        let (responses_link, mut responses) =
-            Link::connect(mqtt, "commands", &response_filters).await?;
+        let (responses_link, responses_task) = hear_device_responses(mqtt, &commands).await?;
         links.push(responses_link);
-        let handler = commands.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(message) = responses.recv().await {
-                handler.device_response(&message).await;
-            }
-        }));
+        tasks.push(responses_task);
 
         let dead_letters = DeadLetters::new(config.dead_letter_file.clone());
         let delivery = Delivery::new(
@@ -228,6 +215,30 @@ impl LocalIot {
             task.abort();
         }
     }
+}
+
+/// Connects the Commands service to the devices' response topics (things and clients, JSON
+/// and CBOR): the connection, and the task that hands each response to the service.
+async fn hear_device_responses(
+    mqtt: SocketAddr,
+    commands: &Commands,
+) -> anyhow::Result<(Link, JoinHandle<()>)> {
+    let response_filters = ["things", "clients"]
+        .iter()
+        .flat_map(|kind| {
+            ["json", "cbor"]
+                .map(|format| format!("$aws/commands/{kind}/+/executions/+/response/{format}"))
+        })
+        .collect::<Vec<_>>();
+    let (responses_link, mut responses) =
+        Link::connect(mqtt, "commands", &response_filters).await?;
+    let handler = commands.clone();
+    let task = tokio::spawn(async move {
+        while let Some(message) = responses.recv().await {
+            handler.device_response(&message).await;
+        }
+    });
+    Ok((responses_link, task))
 }
 
 impl Drop for LocalIot {

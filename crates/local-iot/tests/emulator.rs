@@ -5,42 +5,17 @@
 use std::time::Duration;
 
 use aws_sdk_iot::primitives::Blob;
-use aws_sdk_iot::types::{CommandExecutionStatus, CommandPayload};
+use aws_sdk_iot::types::CommandExecutionStatus;
 use serde_json::{json, Value};
 use tether_local_iot::link::{Link, Message, Outgoing};
 use tether_local_iot::{Config, LocalIot};
+use tether_testkit::iot::{thing_arn, Clients};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn start(config: Config) -> LocalIot {
     LocalIot::start(config).await.unwrap()
-}
-
-async fn sdk_config(iot: &LocalIot) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_iot::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(iot.endpoint_url())
-        .load()
-        .await
-}
-
-struct Clients {
-    iot: aws_sdk_iot::Client,
-    jobs: aws_sdk_iotjobsdataplane::Client,
-    data: aws_sdk_iotdataplane::Client,
-}
-
-async fn clients(iot: &LocalIot) -> Clients {
-    let config = sdk_config(iot).await;
-    Clients {
-        iot: aws_sdk_iot::Client::new(&config),
-        jobs: aws_sdk_iotjobsdataplane::Client::new(&config),
-        data: aws_sdk_iotdataplane::Client::new(&config),
-    }
 }
 
 async fn mqtt(
@@ -78,41 +53,6 @@ async fn publish(link: &Link, topic: String, payload: Value) {
     .unwrap();
 }
 
-async fn create_json_command(c: &Clients, id: &str, payload: Value) -> String {
-    let out = c
-        .iot
-        .create_command()
-        .command_id(id)
-        .payload(
-            CommandPayload::builder()
-                .content(Blob::new(payload.to_string()))
-                .content_type("application/json")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    out.command_arn().unwrap().to_owned()
-}
-
-fn thing_arn(name: &str) -> String {
-    format!("arn:aws:iot:us-east-1:000000000000:thing/{name}")
-}
-
-async fn start_execution(c: &Clients, command_arn: &str, thing: &str, timeout_s: i64) -> String {
-    c.jobs
-        .start_command_execution()
-        .command_arn(command_arn)
-        .target_arn(thing_arn(thing))
-        .execution_timeout_seconds(timeout_s)
-        .send()
-        .await
-        .unwrap()
-        .execution_id()
-        .unwrap()
-        .to_owned()
-}
-
 async fn device(iot: &LocalIot, thing: &str) -> (Link, UnboundedReceiver<Message>) {
     let base = format!("$aws/commands/things/{thing}/executions/+");
     mqtt(
@@ -134,13 +74,15 @@ fn response_topic(thing: &str, execution: &str) -> String {
 #[tokio::test]
 async fn execution_runs_created_in_progress_succeeded_with_events_and_result() {
     let iot = start(Config::default()).await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     let (_events_link, mut events) =
         mqtt(&iot, "observer", &["$aws/events/commandExecution/+/#"]).await;
     let (car, mut inbox) = device(&iot, "car-1").await;
-    let arn = create_json_command(&c, "unlock", json!({"door": "front"})).await;
+    let arn = c
+        .create_json_command("unlock", json!({"door": "front"}))
+        .await;
 
-    let execution = start_execution(&c, &arn, "car-1", 30).await;
+    let execution = c.start_execution(&arn, "car-1", 30).await;
 
     let request = next(&mut inbox).await;
     assert_eq!(
@@ -220,10 +162,10 @@ async fn execution_runs_created_in_progress_succeeded_with_events_and_result() {
 #[tokio::test]
 async fn reports_after_a_terminal_status_are_rejected() {
     let iot = start(Config::default()).await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     let (car, mut inbox) = device(&iot, "car-2").await;
-    let arn = create_json_command(&c, "honk", json!({})).await;
-    let execution = start_execution(&c, &arn, "car-2", 30).await;
+    let arn = c.create_json_command("honk", json!({})).await;
+    let execution = c.start_execution(&arn, "car-2", 30).await;
     next(&mut inbox).await;
 
     publish(&car, response_topic("car-2", &execution), json!({"status": "REJECTED", "statusReason": {"reasonCode": "ENGINE_ON", "reasonDescription": "stop the engine first"}})).await;
@@ -274,7 +216,7 @@ async fn reports_after_a_terminal_status_are_rejected() {
 #[tokio::test]
 async fn cloud_timeout_is_replaced_by_a_late_device_report() {
     let iot = start(Config::default()).await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     let (_events_link, mut events) = mqtt(
         &iot,
         "observer-2",
@@ -282,8 +224,8 @@ async fn cloud_timeout_is_replaced_by_a_late_device_report() {
     )
     .await;
     let (car, mut inbox) = device(&iot, "car-3").await;
-    let arn = create_json_command(&c, "locate", json!({})).await;
-    let execution = start_execution(&c, &arn, "car-3", 1).await;
+    let arn = c.create_json_command("locate", json!({})).await;
+    let execution = c.start_execution(&arn, "car-3", 1).await;
     next(&mut inbox).await;
 
     let (_, timeout_event) = next_json(&mut events).await;
@@ -333,8 +275,8 @@ async fn cloud_timeout_is_replaced_by_a_late_device_report() {
 #[tokio::test]
 async fn start_is_idempotent_per_client_token() {
     let iot = start(Config::default()).await;
-    let c = clients(&iot).await;
-    let arn = create_json_command(&c, "wipe", json!({})).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
+    let arn = c.create_json_command("wipe", json!({})).await;
     let start = |timeout: i64| {
         c.jobs
             .start_command_execution()
@@ -361,7 +303,7 @@ async fn start_is_idempotent_per_client_token() {
 #[tokio::test]
 async fn payload_templates_render_parameters_and_defaults() {
     let iot = start(Config::default()).await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     let (_car, mut inbox) = device(&iot, "lamp-1").await;
     let template = json!({
         "brightness": "${aws:iot:commandexecution::parameter:brightness}",
@@ -447,9 +389,9 @@ async fn deprecated_commands_start_nothing_and_deletion_follows_the_grace_period
         ..Config::default()
     })
     .await;
-    let c = clients(&iot).await;
-    let arn = create_json_command(&c, "old", json!({})).await;
-    create_json_command(&c, "fresh", json!({})).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
+    let arn = c.create_json_command("old", json!({})).await;
+    c.create_json_command("fresh", json!({})).await;
 
     let updated = c
         .iot
@@ -522,9 +464,9 @@ async fn deprecated_commands_start_nothing_and_deletion_follows_the_grace_period
 #[tokio::test]
 async fn list_commands_paginates() {
     let iot = start(Config::default()).await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     for i in 0..5 {
-        create_json_command(&c, &format!("cmd-{i}"), json!({})).await;
+        c.create_json_command(&format!("cmd-{i}"), json!({})).await;
     }
     let mut ids = Vec::new();
     let mut token = None;
@@ -554,7 +496,7 @@ async fn list_commands_paginates() {
 #[tokio::test]
 async fn publish_keeps_every_mqtt5_property() {
     let iot = start(Config::default()).await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     let (_sub, mut inbox) = mqtt(&iot, "dev-9", &["tether/devices/dev-9/invoke/+/+"]).await;
 
     c.data
@@ -596,7 +538,7 @@ async fn publish_keeps_every_mqtt5_property() {
 #[tokio::test]
 async fn presence_events_and_get_connection_follow_clients() {
     let iot = start(Config::default()).await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     let (_observer, mut presence) = mqtt(&iot, "observer-3", &["$aws/events/presence/+/+"]).await;
     let never = c
         .data
@@ -674,7 +616,7 @@ async fn publish_until_heard(
 #[tokio::test]
 async fn an_outage_drops_devices_refuses_them_and_lets_them_back() {
     let iot = start(Config::default()).await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     // An internal link, like the rules' connections: it stays up through the outage.
     let (_observer, mut presence) = Link::connect(
         iot.mqtt_addr(),
@@ -720,7 +662,7 @@ async fn an_outage_drops_devices_refuses_them_and_lets_them_back() {
 #[tokio::test]
 async fn after_a_broker_restart_publish_reaches_devices_again() {
     let iot = start(Config::default()).await;
-    let c = clients(&iot).await;
+    let c = Clients::new(&iot.endpoint_url()).await;
     let (_device, mut inbox) = mqtt(&iot, "sensor-3", &["cmd/sensor-3"]).await;
 
     iot.restart_broker(Duration::from_millis(500))

@@ -16,25 +16,9 @@ use tether_local_iot::rules::rules_from_template;
 use tether_local_iot::{Config, LocalIot};
 use tokio::sync::mpsc;
 
-const TEMPLATE: &str = r#"
-Parameters:
-  TopicPrefix:
-    Type: String
-    Default: tether
-Resources:
-  IngestFunction:
-    Type: AWS::Serverless::Function
-    Metadata:
-      BuildMethod: rust-cargolambda
-      BuildProperties:
-        Binary: ingest
-    Properties:
-      Events:
-        Replies:
-          Type: IoTRule
-          Properties:
-            Sql: !Sub "SELECT *, topic(3) AS deviceId, topic(4) AS requestId, timestamp() AS receivedAt FROM '${TopicPrefix}/replies/+/+'"
-"#;
+/// The ingest function and its `IoTRule` event on `tether/replies/+/+` (the same template as
+/// the unit tests of `rules_from_template`).
+const TEMPLATE: &str = include_str!("fixtures/ingest-template.yaml");
 
 #[derive(Clone)]
 struct Stub {

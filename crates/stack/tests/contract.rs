@@ -21,7 +21,7 @@ use tether_domain::api::{
     StartedExecution, TimelineEntry, UpdateCommandRequest,
 };
 use tether_domain::topics::TargetKind;
-use tether_domain::{Problem, StatusReason};
+use tether_domain::{ExecutionStatus, InvocationStatus, Problem, StatusReason};
 
 const OPENAPI: &str = "openapi.yaml";
 const TEMPLATE: &str = "template.yaml";
@@ -653,7 +653,7 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
         execution_id: "e".into(),
         command_id: "c".into(),
         target: "dev-1".into(),
-        status: "SUCCEEDED".into(),
+        status: ExecutionStatus::Succeeded,
         status_reason: if full { reason() } else { None },
         result: full.then(|| json!({})),
         parameters: full.then(|| json!({})),
@@ -666,7 +666,7 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
     let started = |full: bool| StartedExecution {
         target: "dev-1".into(),
         execution_id: full.then(|| "e".into()),
-        status: full.then(|| "SUCCEEDED".into()),
+        status: full.then(|| ExecutionStatus::Succeeded),
         status_reason: if full { reason() } else { None },
         result: full.then(|| json!({})),
         error: full.then(|| problem.clone()),
@@ -678,7 +678,7 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
                 request_id: "r".into(),
                 device_id: "d".into(),
                 method: "m".into(),
-                status: "SUCCEEDED".into(),
+                status: InvocationStatus::Succeeded,
                 result: Some(json!({})),
                 status_reason: reason(),
                 elapsed_ms: 1,
@@ -687,7 +687,7 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
                 request_id: "r".into(),
                 device_id: "d".into(),
                 method: "m".into(),
-                status: "SUCCEEDED".into(),
+                status: InvocationStatus::Succeeded,
                 result: None,
                 status_reason: None,
                 elapsed_ms: 1,
@@ -699,7 +699,7 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
                 request_id: "r".into(),
                 device_id: "d".into(),
                 method: "m".into(),
-                status: "SUCCEEDED".into(),
+                status: InvocationStatus::Succeeded,
                 result: Some(json!({})),
                 status_reason: reason(),
                 created_at: "t".into(),
@@ -711,7 +711,7 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
                 request_id: "r".into(),
                 device_id: "d".into(),
                 method: "m".into(),
-                status: "PENDING".into(),
+                status: InvocationStatus::Pending,
                 result: None,
                 status_reason: None,
                 created_at: "t".into(),

@@ -4,6 +4,10 @@
 //!   process, or `AWS_ENDPOINT_URL_DYNAMODB` when set) shared by the tests of one binary while
 //!   any of them holds it; the last one to let go stops it.
 //! - [`LocalDynamo::fresh_store`]: a [`Store`] on a new table created from `template.yaml`.
+//! - [`iot`]: the AWS IoT SDK clients on a local-iot endpoint and the Commands calls the
+//!   emulator and device tests share.
+
+pub mod iot;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
