@@ -9,7 +9,7 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 CARGO ?= cargo
 
-.PHONY: help venv run demo test bench lint fmt check requirements clean
+.PHONY: help venv run demo test bench lint fmt check cli requirements clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,8 +21,10 @@ $(VENV_STAMP): requirements.txt
 
 venv: $(VENV_STAMP) ## Create/refresh the Python venv with the pinned tools
 
-run: $(VENV_STAMP) ## Start the whole local stack (API on :9000, MQTT on :1883) with devices; Ctrl-C stops it
-	$(CARGO) run --quiet -p tether-stack --bin tether-local -- --root .
+AUTH ?= none
+
+run: $(VENV_STAMP) ## Start the whole local stack (API on :9000, MQTT on :1883) with devices; Ctrl-C stops it; AUTH=sigv4 makes the API check SigV4 signatures
+	$(CARGO) run --quiet -p tether-stack --bin tether-local -- --root . --auth $(AUTH)
 
 demo: $(VENV_STAMP) ## Start the stack on free ports, run the demo scenario once, stop; fails if a step fails
 	$(CARGO) run --quiet -p tether-stack --bin tether-local -- --root . --demo --api-port 0 --mqtt-port 0 --iot-port 0
@@ -47,6 +49,9 @@ lint: $(VENV_STAMP) ## rustfmt --check, clippy -D warnings, cfn-lint, sam valida
 	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/sam validate --lint --template template.yaml
 	# Offline (--skip-download): no guideline links; every suppression is justified in the template.
 	$(VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+
+cli: ## Install the `tether` command line (cargo install: into ~/.cargo/bin, on PATH)
+	$(CARGO) install --locked --path crates/cli
 
 fmt: ## Format the Rust code
 	$(CARGO) fmt --all

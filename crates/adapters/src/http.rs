@@ -7,6 +7,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tether_domain::ids::{is_idempotency_key, IDEMPOTENCY_KEY_RULE};
 use tether_domain::error::Upstream;
 use tether_domain::ApiError;
 
@@ -317,15 +318,8 @@ pub fn idempotency_key(request: &Request) -> Result<Option<&str>, ApiError> {
     match request.headers().get("idempotency-key") {
         None => Ok(None),
         Some(_) => match header_text(request, "idempotency-key") {
-            Some(key)
-                if (1..=128).contains(&key.len())
-                    && key.bytes().all(|b| (0x21..=0x7e).contains(&b)) =>
-            {
-                Ok(Some(key))
-            }
-            _ => Err(ApiError::Validation(
-                "Idempotency-Key must be 1-128 printable ASCII characters".into(),
-            )),
+            Some(key) if is_idempotency_key(key) => Ok(Some(key)),
+            _ => Err(ApiError::Validation(IDEMPOTENCY_KEY_RULE.into())),
         },
     }
 }

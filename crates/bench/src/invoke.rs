@@ -149,8 +149,27 @@ pub async fn deadline(env: &Env, timeout_ms: u64, calls: usize) -> anyhow::Resul
 /// The hops of one invocation, each measured alone, `samples` times; p50 of each, in ms.
 pub async fn hops(env: &Env, samples: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
     let mut found = Vec::new();
+    found.push((
+        "HTTP into a function (cargo lambda watch)",
+        p50(&http_hop(env, samples).await?),
+    ));
+    found.push(("iot-data Publish", p50(&publish_hop(env, samples).await?)));
+    found.push((
+        "MQTT round trip to the device",
+        p50(&mqtt_round_trip(env, samples).await?),
+    ));
+    found.push((
+        "rule delivery into ingest (Invoke API)",
+        p50(&ingest_delivery(env, samples).await?),
+    ));
+    let (write, read) = dynamo_hops(env, samples).await?;
+    found.push(("DynamoDB conditional write", p50(&write)));
+    found.push(("DynamoDB consistent read", p50(&read)));
+    Ok(found)
+}
 
-    // HTTP into a function and back: a request the status function refuses before any I/O.
+/// HTTP into a function and back: a request the status function refuses before any I/O.
+async fn http_hop(env: &Env, samples: usize) -> anyhow::Result<Vec<f64>> {
     let mut http = Vec::with_capacity(samples);
     for _ in 0..samples {
         let started = Instant::now();
@@ -167,9 +186,11 @@ pub async fn hops(env: &Env, samples: usize) -> anyhow::Result<Vec<(&'static str
         response.bytes().await?;
         http.push(ms(started.elapsed()));
     }
-    found.push(("HTTP into a function (cargo lambda watch)", p50(&http)));
+    Ok(http)
+}
 
-    // iot-data Publish, QoS 1.
+/// iot-data Publish, QoS 1.
+async fn publish_hop(env: &Env, samples: usize) -> anyhow::Result<Vec<f64>> {
     let mut publish = Vec::with_capacity(samples);
     for _ in 0..samples {
         let started = Instant::now();
@@ -185,9 +206,11 @@ pub async fn hops(env: &Env, samples: usize) -> anyhow::Result<Vec<(&'static str
             .context("iot-data Publish")?;
         publish.push(ms(started.elapsed()));
     }
-    found.push(("iot-data Publish", p50(&publish)));
+    Ok(publish)
+}
 
-    // MQTT round trip: request to a device, its answer on the response topic.
+/// MQTT round trip: request to a device, its answer on the response topic.
+async fn mqtt_round_trip(env: &Env, samples: usize) -> anyhow::Result<Vec<f64>> {
     let topics = InvokeTopics::new("tether")?;
     let mut client = mqtt::Client::connect(&env.mqtt, "bench-hop").await?;
     client.subscribe("bench/hop/replies/#").await?;
@@ -209,9 +232,11 @@ pub async fn hops(env: &Env, samples: usize) -> anyhow::Result<Vec<(&'static str
         round_trip.push(ms(started.elapsed()));
     }
     client.disconnect().await;
-    found.push(("MQTT round trip to the device", p50(&round_trip)));
+    Ok(round_trip)
+}
 
-    // The Lambda Invoke API into ingest, with an event it acknowledges without I/O.
+/// The Lambda Invoke API into ingest, with an event it acknowledges without I/O.
+async fn ingest_delivery(env: &Env, samples: usize) -> anyhow::Result<Vec<f64>> {
     let mut delivery = Vec::with_capacity(samples);
     let event =
         json!({"topic": "$aws/events/commandExecution/bench/IN_PROGRESS", "status": "IN_PROGRESS"});
@@ -234,9 +259,12 @@ pub async fn hops(env: &Env, samples: usize) -> anyhow::Result<Vec<(&'static str
         response.bytes().await?;
         delivery.push(ms(started.elapsed()));
     }
-    found.push(("rule delivery into ingest (Invoke API)", p50(&delivery)));
+    Ok(delivery)
+}
 
-    // One conditional write and one consistent read on the stack's table.
+/// One conditional write and one consistent read on the stack's table, per sample: the write
+/// latencies and the read latencies.
+async fn dynamo_hops(env: &Env, samples: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let mut write = Vec::with_capacity(samples);
     let mut read = Vec::with_capacity(samples);
     for i in 0..samples {
@@ -264,9 +292,7 @@ pub async fn hops(env: &Env, samples: usize) -> anyhow::Result<Vec<(&'static str
             .context("GetItem")?;
         read.push(ms(started.elapsed()));
     }
-    found.push(("DynamoDB conditional write", p50(&write)));
-    found.push(("DynamoDB consistent read", p50(&read)));
-    Ok(found)
+    Ok((write, read))
 }
 
 fn p50(values: &[f64]) -> f64 {

@@ -5,28 +5,28 @@
 //! SUBACK makes the device ready, and each request is recorded, turned into a plan by
 //! [`crate::answer`] and run in a task of its own, so a slow behaviour never holds up the
 //! connection. A lost connection is retried with [`Backoff`]; the `disconnect` behaviour drops
-//! the connection on purpose by discarding the network half of the event loop.
+//! the connection on purpose by discarding the network half of the event loop. What happens to
+//! one message (recording it, planning the answer) is in `receive`.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, SubscribeReasonCode};
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, SubAck, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-use serde_json::Value;
-use tether_domain::topics::{
-    CommandAction, CommandTopic, InvokeTopics, ResponseFormat, TargetKind,
-};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
+use tether_domain::topics::{CommandTopic, InvokeTopics, TargetKind};
 use tether_domain::DeviceId;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
-use crate::answer::{self, ReplyTo, Request, Step};
+use self::receive::receive;
+use crate::answer::Step;
 use crate::behaviour::Behaviours;
 use crate::config::Backoff;
-use crate::report::{Counters, Kind, Received, Recorder};
+use crate::report::{Counters, Kind, Recorder};
+
+mod receive;
 
 /// Requests the connection task queues before a sender waits.
 const CHANNEL_CAPACITY: usize = 256;
@@ -128,242 +128,189 @@ async fn run(
     state: watch::Sender<DeviceState>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let filters = setup.filters();
     let (client, mut eventloop) = AsyncClient::new(setup.options.clone(), CHANNEL_CAPACITY);
     let (control_tx, mut control) = mpsc::unbounded_channel();
-    let ctx = Arc::new(Context {
-        id: setup.id.clone(),
-        topics: setup.topics,
-        target: setup.target,
-        behaviours: setup.behaviours,
-        recorder: setup.recorder,
-        client: client.clone(),
-        control: control_tx,
-        stop: stop.clone(),
-    });
-    let id = &ctx.id;
-    let mut failures: u32 = 0;
-    let mut connected = false;
+    let mut connection = Connection {
+        filters: setup.filters(),
+        backoff: setup.backoff,
+        ctx: Arc::new(Context {
+            id: setup.id,
+            topics: setup.topics,
+            target: setup.target,
+            behaviours: setup.behaviours,
+            recorder: setup.recorder,
+            client,
+            control: control_tx,
+            stop: stop.clone(),
+        }),
+        state,
+        failures: 0,
+        connected: false,
+    };
     loop {
         if *stop.borrow() {
             break;
         }
         // Only a stop or a deliberate drop interrupts a poll: cancelling one mid-connect would
         // throw the half-open connection away.
-        tokio::select! {
-            _ = stop.changed() => break,
+        let stopped = tokio::select! {
+            _ = stop.changed() => true,
             Some(Control::Drop(offline)) = control.recv() => {
-                tracing::info!(device = %id, offline_ms = offline.as_millis() as u64, "dropping the connection on purpose");
-                eventloop.clean();
-                connected = false;
-                state.send_replace(DeviceState::Offline("dropped on purpose".into()));
-                ctx.recorder.count(id, |c| c.connection.dropped += 1);
-                if pause_or_stop(offline, &mut stop).await {
-                    break;
-                }
-                state.send_replace(DeviceState::Connecting(None));
+                connection.drop_on_purpose(offline, &mut eventloop, &mut stop).await
             }
-            event = eventloop.poll() => match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    failures = 0;
-                    connected = true;
-                    state.send_replace(DeviceState::Connecting(None));
-                    ctx.recorder.count(id, |c| c.connection.connects += 1);
-                    tracing::debug!(device = %id, "connected; subscribing");
-                    let subscriber = client.clone();
-                    let filters: Vec<Filter> = filters
-                        .iter()
-                        .map(|f| Filter::new(f.clone(), QoS::AtLeastOnce))
-                        .collect();
-                    // Not awaited here: the event loop must keep turning to send it.
-                    tokio::spawn(async move {
-                        if let Err(err) = subscriber.subscribe_many(filters).await {
-                            tracing::warn!(error = %err, "could not queue the subscription");
-                        }
-                    });
-                }
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    let refused: Vec<String> = filters
-                        .iter()
-                        .zip(&ack.return_codes)
-                        .filter(|(_, code)| !matches!(code, SubscribeReasonCode::Success(_)))
-                        .map(|(filter, code)| format!("{filter} ({code:?})"))
-                        .collect();
-                    if refused.is_empty() {
-                        tracing::debug!(device = %id, "subscribed; ready");
-                        state.send_replace(DeviceState::Ready);
-                    } else {
-                        let reason = refused.join(", ");
-                        tracing::error!(device = %id, %reason, "subscription refused");
-                        state.send_replace(DeviceState::Refused(reason));
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    if let Some(plan) = receive(&ctx, publish) {
-                        let ctx = ctx.clone();
-                        tokio::spawn(async move {
-                            let mut stop = ctx.stop.clone();
-                            tokio::select! {
-                                _ = execute(&ctx, plan) => {}
-                                _ = stop.changed() => {}
-                            }
-                        });
-                    }
-                }
-                Ok(Event::Incoming(Packet::Disconnect(disconnect))) => {
-                    tracing::warn!(device = %id, reason = ?disconnect.reason_code, "the broker closed the connection");
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    connected = false;
-                    ctx.recorder.count(id, |c| c.connection.errors += 1);
-                    let wait = setup.backoff.wait(failures);
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(device = %id, error = %err, retry_in_ms = wait.as_millis() as u64, "connection failed");
-                    let error = err.to_string();
-                    state.send_replace(DeviceState::Offline(error.clone()));
-                    if pause_or_stop(wait, &mut stop).await {
-                        break;
-                    }
-                    state.send_replace(DeviceState::Connecting(Some(error)));
-                }
-            }
+            event = eventloop.poll() => connection.on_event(event, &mut stop).await,
+        };
+        if stopped {
+            break;
         }
     }
-    if connected && client.try_disconnect().is_ok() {
-        // Turn the loop until the DISCONNECT is on the wire, so the broker sees a clean goodbye.
-        let _ = tokio::time::timeout(GOODBYE, async {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-    }
-    state.send_replace(DeviceState::Stopped);
+    connection.goodbye(&mut eventloop).await;
+    connection.state.send_replace(DeviceState::Stopped);
 }
 
-/// What a request needs from its MQTT 5 properties.
-fn request_of(publish: &Publish) -> Request {
-    Request {
-        payload: publish.payload.clone(),
-        received_at: Instant::now(),
-        message_expiry: publish
-            .properties
-            .as_ref()
-            .and_then(|p| p.message_expiry_interval),
-    }
+/// The connection task's state between two events.
+struct Connection {
+    ctx: Arc<Context>,
+    filters: Vec<String>,
+    backoff: Backoff,
+    state: watch::Sender<DeviceState>,
+    /// Failed connection attempts in a row, for the backoff.
+    failures: u32,
+    /// Connected since the last failure or drop: only then is a goodbye owed at shutdown.
+    connected: bool,
 }
 
-fn received(ctx: &Context, publish: &Publish, topic: &str, kind: Kind, id: String) -> Received {
-    let properties = publish.properties.clone().unwrap_or_default();
-    Received {
-        device: ctx.id.clone(),
-        kind,
-        topic: topic.to_owned(),
-        method: None,
-        id,
-        behaviour: None,
-        payload: publish.payload.clone(),
-        response_topic: properties.response_topic,
-        correlation_data: properties.correlation_data,
-        message_expiry: properties.message_expiry_interval,
-        content_type: properties.content_type,
-        at: std::time::Instant::now(),
-    }
-}
-
-/// Records a message and returns the plan that answers it, if it is a request.
-fn receive(ctx: &Context, publish: Publish) -> Option<Plan> {
-    let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-    let id = &ctx.id;
-
-    if let Ok(request) = ctx.topics.parse_request(&topic) {
-        if request.device != *id {
-            ctx.recorder.count(id, |c| c.connection.ignored += 1);
-            return None;
+impl Connection {
+    /// The `disconnect` behaviour: drops the connection and stays offline for `offline`; true
+    /// when asked to stop meanwhile.
+    async fn drop_on_purpose(
+        &mut self,
+        offline: Duration,
+        eventloop: &mut EventLoop,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let id = &self.ctx.id;
+        tracing::info!(device = %id, offline_ms = offline.as_millis() as u64, "dropping the connection on purpose");
+        eventloop.clean();
+        self.connected = false;
+        self.state
+            .send_replace(DeviceState::Offline("dropped on purpose".into()));
+        self.ctx.recorder.count(id, |c| c.connection.dropped += 1);
+        if pause_or_stop(offline, stop).await {
+            return true;
         }
-        let method = request.method.as_str();
-        let behaviour = ctx.behaviours.for_method(Some(method));
-        let properties = publish.properties.clone().unwrap_or_default();
-        let reply_to = ReplyTo::of(&ctx.topics, id, &request.request_id, &properties);
-        let steps = answer::invoke(behaviour, &request_of(&publish), &reply_to);
-        tracing::debug!(device = %id, method, request_id = %request.request_id, %behaviour, "direct invocation");
-        let mut log = received(
-            ctx,
-            &publish,
-            &topic,
-            Kind::Invoke,
-            request.request_id.into_string(),
-        );
-        log.method = Some(method.to_owned());
-        log.behaviour = Some(behaviour.to_string());
-        let unanswered = !answer::answers(&steps);
-        ctx.recorder.receive(log, |c| {
-            c.invoke.received += 1;
-            c.invoke.unanswered += u64::from(unanswered);
-        });
-        return Some(Plan {
-            kind: Kind::Invoke,
-            fallback: reply_to.fallback,
-            steps,
+        self.state.send_replace(DeviceState::Connecting(None));
+        false
+    }
+
+    /// Handles what the event loop reports; true when asked to stop while waiting to retry.
+    async fn on_event(
+        &mut self,
+        event: Result<Event, ConnectionError>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let id = &self.ctx.id;
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => self.on_connack(),
+            Ok(Event::Incoming(Packet::SubAck(ack))) => self.on_suback(&ack),
+            Ok(Event::Incoming(Packet::Publish(publish))) => self.on_publish(publish),
+            Ok(Event::Incoming(Packet::Disconnect(disconnect))) => {
+                tracing::warn!(device = %id, reason = ?disconnect.reason_code, "the broker closed the connection");
+            }
+            Ok(_) => {}
+            Err(err) => return self.on_error(&err, stop).await,
+        }
+        false
+    }
+
+    /// Connected: subscribes again (clean start, so the broker kept no subscriptions).
+    fn on_connack(&mut self) {
+        let id = &self.ctx.id;
+        self.failures = 0;
+        self.connected = true;
+        self.state.send_replace(DeviceState::Connecting(None));
+        self.ctx.recorder.count(id, |c| c.connection.connects += 1);
+        tracing::debug!(device = %id, "connected; subscribing");
+        let subscriber = self.ctx.client.clone();
+        let filters: Vec<Filter> = self
+            .filters
+            .iter()
+            .map(|f| Filter::new(f.clone(), QoS::AtLeastOnce))
+            .collect();
+        // Not awaited here: the event loop must keep turning to send it.
+        tokio::spawn(async move {
+            if let Err(err) = subscriber.subscribe_many(filters).await {
+                tracing::warn!(error = %err, "could not queue the subscription");
+            }
         });
     }
 
-    let command = match CommandTopic::parse(&topic) {
-        Ok(command) if command.device == *id && command.kind == ctx.target => command,
-        _ => {
-            tracing::debug!(device = %id, %topic, "ignoring a message on an unexpected topic");
-            ctx.recorder.count(id, |c| c.connection.ignored += 1);
-            return None;
+    /// Subscribed: ready, unless the broker refused a filter.
+    fn on_suback(&self, ack: &SubAck) {
+        let id = &self.ctx.id;
+        let refused: Vec<String> = self
+            .filters
+            .iter()
+            .zip(&ack.return_codes)
+            .filter(|(_, code)| !matches!(code, SubscribeReasonCode::Success(_)))
+            .map(|(filter, code)| format!("{filter} ({code:?})"))
+            .collect();
+        if refused.is_empty() {
+            tracing::debug!(device = %id, "subscribed; ready");
+            self.state.send_replace(DeviceState::Ready);
+        } else {
+            let reason = refused.join(", ");
+            tracing::error!(device = %id, %reason, "subscription refused");
+            self.state.send_replace(DeviceState::Refused(reason));
         }
-    };
-    let execution = command.execution.to_string();
-    match command.action {
-        CommandAction::Request(_) => {
-            let method = answer::command_method(&publish.payload);
-            let behaviour = ctx.behaviours.for_method(method.as_deref());
-            let response = command
-                .with_action(CommandAction::Response(ResponseFormat::Json))
-                .to_string();
-            let steps = answer::command(behaviour, &request_of(&publish), &response);
-            tracing::debug!(device = %id, %execution, method = method.as_deref().unwrap_or("*"), %behaviour, "command execution");
-            let mut log = received(ctx, &publish, &topic, Kind::Command, execution);
-            log.method = method;
-            log.behaviour = Some(behaviour.to_string());
-            let unanswered = !answer::answers(&steps);
-            ctx.recorder.receive(log, |c| {
-                c.commands.received += 1;
-                c.commands.unanswered += u64::from(unanswered);
+    }
+
+    /// A message: recorded, and if it is a request, answered in a task of its own.
+    fn on_publish(&self, publish: Publish) {
+        if let Some(plan) = receive(&self.ctx, publish) {
+            let ctx = self.ctx.clone();
+            tokio::spawn(async move {
+                let mut stop = ctx.stop.clone();
+                tokio::select! {
+                    _ = execute(&ctx, plan) => {}
+                    _ = stop.changed() => {}
+                }
             });
-            Some(Plan {
-                kind: Kind::Command,
-                fallback: false,
-                steps,
+        }
+    }
+
+    /// The connection failed: offline for the backoff's wait, then connecting again; true when
+    /// asked to stop meanwhile.
+    async fn on_error(&mut self, err: &ConnectionError, stop: &mut watch::Receiver<bool>) -> bool {
+        let id = &self.ctx.id;
+        self.connected = false;
+        self.ctx.recorder.count(id, |c| c.connection.errors += 1);
+        let wait = self.backoff.wait(self.failures);
+        self.failures = self.failures.saturating_add(1);
+        tracing::warn!(device = %id, error = %err, retry_in_ms = wait.as_millis() as u64, "connection failed");
+        let error = err.to_string();
+        self.state.send_replace(DeviceState::Offline(error.clone()));
+        if pause_or_stop(wait, stop).await {
+            return true;
+        }
+        self.state
+            .send_replace(DeviceState::Connecting(Some(error)));
+        false
+    }
+
+    /// At shutdown, if connected: sends DISCONNECT and turns the loop until it is on the wire,
+    /// so the broker sees a clean goodbye.
+    async fn goodbye(&self, eventloop: &mut EventLoop) {
+        if self.connected && self.ctx.client.try_disconnect().is_ok() {
+            let _ = tokio::time::timeout(GOODBYE, async {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
             })
-        }
-        CommandAction::Accepted => {
-            let log = received(ctx, &publish, &topic, Kind::Accepted, execution);
-            ctx.recorder.receive(log, |c| c.commands.accepted += 1);
-            None
-        }
-        CommandAction::Rejected => {
-            let code = serde_json::from_slice::<Value>(&publish.payload)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| "unknown".to_owned());
-            tracing::info!(device = %id, %execution, error = %code, "the cloud rejected a response");
-            let log = received(ctx, &publish, &topic, Kind::Rejected, execution);
-            ctx.recorder.receive(log, |c| {
-                *c.commands.rejected.entry(code).or_default() += 1;
-            });
-            None
-        }
-        CommandAction::Response(_) => {
-            ctx.recorder.count(id, |c| c.connection.ignored += 1);
-            None
+            .await;
         }
     }
 }

@@ -14,7 +14,8 @@
 //! - [`config`]: what a fleet needs to start (broker URL, TLS files, device ids, timings);
 //! - [`tls`]: the rustls client configuration for mutual TLS with AWS IoT Core;
 //! - [`answer`]: what a behaviour sends for one request, as a plan of steps (no I/O);
-//! - [`device`]: one device's connection: connect, subscribe, reconnect with backoff, dispatch;
+//! - [`device`]: one device's connection: connect, subscribe, reconnect with backoff, dispatch
+//!   (`device/receive.rs`: what a message is recorded as, and the plan that answers a request);
 //! - [`report`]: counters, the log of received messages and the exit summary;
 //! - [`fleet`]: many devices in one process, readiness and shutdown.
 

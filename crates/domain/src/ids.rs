@@ -217,6 +217,14 @@ impl ExecutionId {
     }
 }
 
+/// What an `Idempotency-Key` may be: 1 to 128 printable ASCII characters.
+pub const IDEMPOTENCY_KEY_RULE: &str = "Idempotency-Key must be 1-128 printable ASCII characters";
+
+/// Whether `key` is a valid `Idempotency-Key` ([`IDEMPOTENCY_KEY_RULE`]).
+pub fn is_idempotency_key(key: &str) -> bool {
+    (1..=128).contains(&key.len()) && key.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,15 +69,35 @@ impl Demo {
         })
     }
 
-    /// The whole scenario.
+    /// The whole scenario: each scene in turn, stopping at the first wrong answer.
     pub async fn run(&self) -> anyhow::Result<()> {
+        self.presence().await?;
+        self.synchronous_call().await?;
+        self.device_failure().await?;
+        self.silent_device().await?;
+        self.late_answer().await?;
+        self.refusals().await?;
+        let command_id = format!("demo-blink-{}", std::process::id());
+        let executions = self.command_on_three_devices(&command_id).await?;
+        self.history(&command_id, &executions).await?;
+        self.deprecation(&command_id).await?;
+        self.say("\nDemo passed.");
+        Ok(())
+    }
+
+    /// Scene 1: the device's presence, as ingest recorded it.
+    async fn presence(&self) -> anyhow::Result<()> {
         self.say("\n1. Is dev-1 online? (presence events, recorded by ingest)");
         let device = self.call("GET", "/devices/dev-1", None).await?;
         ensure!(
             device.status == 200 && device.body["connected"] == true,
             "dev-1 should be connected"
         );
+        Ok(())
+    }
 
+    /// Scene 2: a synchronous call the device answers.
+    async fn synchronous_call(&self) -> anyhow::Result<()> {
         self.say("\n2. Call a method synchronously: dev-1 echoes the payload back");
         let answered = self
             .call("POST", "/devices/dev-1/invoke", Some(json!({"method": "setLight", "payload": {"on": true, "level": 80}, "timeoutMs": 5000})))
@@ -91,7 +111,11 @@ impl Demo {
             answered.body["result"] == json!({"on": true, "level": 80}),
             "the result is the echoed payload"
         );
+        Ok(())
+    }
 
+    /// Scene 3: a call the device fails.
+    async fn device_failure(&self) -> anyhow::Result<()> {
         self.say(
             "\n3. A method the device fails: still a 200, with the device's status and reason",
         );
@@ -110,7 +134,11 @@ impl Demo {
             failed.body["statusReason"]["reasonCode"] == "BULB_BROKEN",
             "with its reason"
         );
+        Ok(())
+    }
 
+    /// Scene 4: a device that never answers, and the record the 504 points to.
+    async fn silent_device(&self) -> anyhow::Result<()> {
         self.say("\n4. A device that never answers: 504 at the deadline, with where to look later");
         let started = Instant::now();
         let silent = self
@@ -134,7 +162,11 @@ impl Demo {
             record.body["status"] == "TIMED_OUT",
             "the record shows TIMED_OUT"
         );
+        Ok(())
+    }
 
+    /// Scene 5: a reply after the 504 completes the record.
+    async fn late_answer(&self) -> anyhow::Result<()> {
         self.say("\n5. A late answer still completes the record after the 504");
         let late = self
             .call(
@@ -159,14 +191,17 @@ impl Demo {
                     timeline == ["PENDING", "TIMED_OUT", "SUCCEEDED"],
                     "the history shows it all: {timeline:?}"
                 );
-                break;
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!("the late reply did not complete the record");
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
 
+    /// Scenes 6 and 7: what is refused at once (an unknown device, bad input).
+    async fn refusals(&self) -> anyhow::Result<()> {
         self.say("\n6. An unknown or offline device is refused at once");
         let ghost = self
             .call(
@@ -192,11 +227,15 @@ impl Demo {
             hostile.status == 400 && hostile.body["code"] == "VALIDATION_ERROR",
             "400 VALIDATION_ERROR"
         );
+        Ok(())
+    }
 
+    /// Scene 8: an AWS IoT command run on the three devices, waiting for all of them; returns
+    /// the executions the answer lists.
+    async fn command_on_three_devices(&self, command_id: &str) -> anyhow::Result<Vec<Value>> {
         self.say(
             "\n8. Create an AWS IoT command, then run it on three devices and wait for all of them",
         );
-        let command_id = format!("demo-blink-{}", std::process::id());
         let created = self
             .call("POST", "/commands", Some(json!({"commandId": command_id, "displayName": "Blink", "payload": {"content": {"blink": 3}}})))
             .await?;
@@ -220,7 +259,12 @@ impl Demo {
             executions.iter().all(|e| e["status"] == "SUCCEEDED"),
             "every device answered SUCCEEDED"
         );
+        Ok(executions.clone())
+    }
 
+    /// Scene 9: the history of the first execution, and the command's executions a page at a
+    /// time.
+    async fn history(&self, command_id: &str, executions: &[Value]) -> anyhow::Result<()> {
         self.say("\n9. History: one execution with its timeline, and the command's executions, newest first");
         let first = executions[0]["executionId"]
             .as_str()
@@ -263,7 +307,11 @@ impl Demo {
             listed.body["nextToken"].is_string(),
             "and a token for the third"
         );
+        Ok(())
+    }
 
+    /// Scene 10: a deprecated command starts nothing more.
+    async fn deprecation(&self, command_id: &str) -> anyhow::Result<()> {
         self.say("\n10. Deprecate the command: it starts nothing more");
         let deprecated = self
             .call(
@@ -287,8 +335,6 @@ impl Demo {
             refused.status == 409 && refused.body["code"] == "COMMAND_DEPRECATED",
             "409 COMMAND_DEPRECATED"
         );
-
-        self.say("\nDemo passed.");
         Ok(())
     }
 }

@@ -9,7 +9,8 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -18,6 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinHandle;
+
+use crate::sigv4::Verifier;
 
 /// Requests forwarded at once: below the watcher's per-function queue of 100, whatever the
 /// number of instances, so no function's queue can fill.
@@ -32,6 +35,7 @@ const MAX_BODY: usize = 10 * 1024 * 1024;
 pub struct Gateway {
     addr: SocketAddr,
     open: Arc<AtomicBool>,
+    auth: Arc<OnceLock<Verifier>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -39,6 +43,9 @@ pub struct Gateway {
 #[derive(Clone)]
 struct Upstream {
     open: Arc<AtomicBool>,
+    /// When set, every request must carry a SigV4 signature this verifies (API Gateway's
+    /// `AWS_IAM` authorization); else 403 as API Gateway answers it.
+    auth: Arc<OnceLock<Verifier>>,
     url: String,
     http: reqwest::Client,
     permits: Arc<Semaphore>,
@@ -53,8 +60,10 @@ impl Gateway {
             .map_err(|e| anyhow::anyhow!("binding the API port {port}: {e}"))?;
         let addr = listener.local_addr()?;
         let open = Arc::new(AtomicBool::new(false));
+        let auth = Arc::new(OnceLock::new());
         let state = Upstream {
             open: open.clone(),
+            auth: auth.clone(),
             url: upstream.trim_end_matches('/').to_owned(),
             http: reqwest::Client::builder().no_proxy().build()?,
             permits: Arc::new(Semaphore::new(IN_FLIGHT)),
@@ -75,6 +84,7 @@ impl Gateway {
         Ok(Self {
             addr,
             open,
+            auth,
             stop: Some(stop),
             task,
         })
@@ -83,6 +93,12 @@ impl Gateway {
     /// From now on requests go to the functions.
     pub fn open(&self) {
         self.open.store(true, Ordering::Release);
+    }
+
+    /// From now on every request must be signed with SigV4 for `verifier`'s identity, as
+    /// API Gateway's IAM authorization requires (`make run AUTH=sigv4`).
+    pub fn require_sigv4(&self, verifier: Verifier) {
+        let _ = self.auth.set(verifier);
     }
 
     /// `http://127.0.0.1:{port}`: the API.
@@ -120,6 +136,21 @@ fn starting() -> Response {
     response
 }
 
+/// API Gateway's 403 for a request its IAM authorization refuses: `{"message": …}` and the
+/// error type in `x-amzn-ErrorType` (not a problem document: the functions never see it).
+fn refused(refusal: &crate::sigv4::Refusal) -> Response {
+    let (kind, message) = refusal.error();
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut response = (StatusCode::FORBIDDEN, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert("x-amzn-errortype", header::HeaderValue::from_static(kind));
+    response
+}
+
 /// Headers that belong to one connection, not to the request.
 fn hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
@@ -142,6 +173,14 @@ async fn forward(
 ) -> Response {
     if !upstream.open.load(Ordering::Acquire) {
         return starting();
+    }
+    if let Some(verifier) = upstream.auth.get() {
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        if let Err(refusal) =
+            verifier.verify(method.as_str(), target, &headers, &body, SystemTime::now())
+        {
+            return refused(&refusal);
+        }
     }
     let Ok(_permit) = upstream.permits.acquire().await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();

@@ -14,9 +14,10 @@ pub mod demo;
 pub use tether_local_dynamodb as dynamo;
 pub mod functions;
 pub mod gateway;
+pub mod sigv4;
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -55,7 +56,15 @@ pub struct StackConfig {
     pub log_dir: PathBuf,
     /// How long the first start may take (it compiles the functions).
     pub ready_timeout: Duration,
+    /// The API requires SigV4 signatures made with the local credentials ([`LOCAL_KEY`]),
+    /// as a deployed API's IAM authorization does (`make run AUTH=sigv4`).
+    pub sigv4: bool,
 }
+
+/// The local stack's AWS credentials (access key id and secret alike) and region: what its
+/// parts are configured with, what `stack.env` exports, and what its SigV4 check accepts.
+pub const LOCAL_KEY: &str = "local";
+pub const LOCAL_REGION: &str = "us-east-1";
 
 impl StackConfig {
     /// The defaults of `make run`, for a repository root.
@@ -76,6 +85,7 @@ impl StackConfig {
             release: false,
             concurrency: 8,
             ready_timeout: Duration::from_secs(900),
+            sigv4: false,
         }
     }
 }
@@ -103,6 +113,8 @@ pub struct Endpoints {
     pub iot: String,
     pub dynamodb: String,
     pub table: String,
+    /// The API checks SigV4 signatures (`stack.env` says `TETHER_SIGN=1`).
+    pub sigv4: bool,
 }
 
 impl Endpoints {
@@ -119,8 +131,14 @@ impl Endpoints {
              export AWS_ENDPOINT_URL_IOT_JOBS_DATA_PLANE={iot}\n\
              export AWS_REGION=us-east-1\n\
              export AWS_DEFAULT_REGION=us-east-1\n\
-             export AWS_ACCESS_KEY_ID=local\n\
-             export AWS_SECRET_ACCESS_KEY=local\n",
+             export AWS_ACCESS_KEY_ID={LOCAL_KEY}\n\
+             export AWS_SECRET_ACCESS_KEY={LOCAL_KEY}\n\
+             {sign}",
+            sign = if self.sigv4 {
+                "# The API checks SigV4 signatures: `tether` signs with the keys above.\nexport TETHER_SIGN=1\n"
+            } else {
+                ""
+            },
             api = self.api,
             mqtt = self.mqtt,
             table = self.table,
@@ -173,20 +191,113 @@ async fn wait_connected(
     Ok(())
 }
 
+/// Creates the log directory and removes a previous run's `stack.env`, which would say "ready"
+/// while this one is still starting.
+fn prepare_log_dir(log_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    let env_file = log_dir.join("stack.env");
+    match std::fs::remove_file(&env_file) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("removing {}", env_file.display())),
+    }
+}
+
+/// Starts `local-iot` with the topic rules of `template.yaml`, delivering to the functions
+/// through the Lambda Invoke API of the watcher on `watch_port`.
+async fn start_iot(config: &StackConfig, watch_port: u16) -> anyhow::Result<LocalIot> {
+    tracing::info!("starting local-iot");
+    let template = std::fs::read_to_string(config.root.join("template.yaml"))
+        .context("reading template.yaml")?;
+    LocalIot::start(tether_local_iot::Config {
+        mqtt_port: config.mqtt_port,
+        http_port: config.iot_port,
+        rules: rules_from_template(&template)?,
+        redrive_function: redrive_function_from_template(&template)?,
+        // The Lambda Invoke API of the watcher (rules do not go through API Gateway).
+        lambda_endpoint: format!("http://127.0.0.1:{watch_port}"),
+        dead_letter_file: Some(config.log_dir.join("dead-letters.jsonl")),
+        ..tether_local_iot::Config::default()
+    })
+    .await
+}
+
+/// The functions' environment: the table, the template's defaults and the local endpoints.
+fn function_env(endpoints: &Endpoints) -> Vec<(String, String)> {
+    [
+        ("TABLE_NAME", endpoints.table.as_str()),
+        ("TOPIC_PREFIX", "tether"),
+        ("CONNECTIVITY_CHECK", "presence"),
+        // The template's default CommandIdPrefix: the API's ids map into AWS IoT as there.
+        ("COMMAND_ID_PREFIX", "tether-"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", endpoints.dynamodb.as_str()),
+        ("AWS_ENDPOINT_URL_IOT", endpoints.iot.as_str()),
+        ("AWS_ENDPOINT_URL_IOT_DATA_PLANE", endpoints.iot.as_str()),
+        (
+            "AWS_ENDPOINT_URL_IOT_JOBS_DATA_PLANE",
+            endpoints.iot.as_str(),
+        ),
+        ("RUST_LOG", "info"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Builds the functions, starts `cargo lambda watch` on `watch_port` and waits until it serves.
+async fn start_functions(
+    config: &StackConfig,
+    watch_port: u16,
+    endpoints: &Endpoints,
+) -> anyhow::Result<Functions> {
+    tracing::info!("building the functions (the first time takes a few minutes)");
+    functions::prebuild(&config.root, config.release).await?;
+    let env = function_env(endpoints);
+    tracing::info!("starting cargo lambda watch");
+    let mut functions = Functions::start(
+        &config.root,
+        watch_port,
+        &env,
+        functions::Serving {
+            reload: config.reload,
+            release: config.release,
+            concurrency: config.concurrency,
+        },
+        File::create(config.log_dir.join("functions.log")).context("creating functions.log")?,
+    )?;
+    functions.wait_ready(config.ready_timeout).await?;
+    Ok(functions)
+}
+
+/// Connects the simulated devices, if any, and waits until the API shows each connected.
+async fn start_fleet(
+    config: &StackConfig,
+    iot: &LocalIot,
+    api: &str,
+) -> anyhow::Result<Option<Fleet>> {
+    if config.devices == 0 {
+        return Ok(None);
+    }
+    tracing::info!(count = config.devices, "connecting simulated devices");
+    let mut behaviours = Behaviours::default();
+    behaviours.apply_rules(config.behaviours.iter().map(String::as_str))?;
+    let ids = tether_device::config::numbered(&config.device_prefix, config.devices)?;
+    let fleet =
+        Fleet::start(FleetConfig::local(iot.mqtt_addr(), ids.clone()).with_behaviours(behaviours))
+            .await?;
+    // Presence travels broker -> rule -> ingest -> DynamoDB; invoke refuses a device
+    // until it is recorded, so wait for that too.
+    wait_connected(api, &ids, Duration::from_secs(60)).await?;
+    Ok(Some(fleet))
+}
+
 impl Stack {
     /// Starts every part and returns once each answers.
     pub async fn start(config: StackConfig) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.log_dir)
-            .with_context(|| format!("creating {}", config.log_dir.display()))?;
-        // A previous run's file would say "ready" while this one is still starting.
-        let env_file = config.log_dir.join("stack.env");
-        match std::fs::remove_file(&env_file) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                return Err(err).with_context(|| format!("removing {}", env_file.display()))
-            }
-        }
+        prepare_log_dir(&config.log_dir)?;
         let root = config.root.as_path();
 
         tracing::info!("starting the local DynamoDB endpoint");
@@ -201,20 +312,7 @@ impl Stack {
             .port();
         let gateway =
             Gateway::start(config.api_port, &format!("http://127.0.0.1:{watch_port}")).await?;
-        tracing::info!("starting local-iot");
-        let template =
-            std::fs::read_to_string(root.join("template.yaml")).context("reading template.yaml")?;
-        let iot = LocalIot::start(tether_local_iot::Config {
-            mqtt_port: config.mqtt_port,
-            http_port: config.iot_port,
-            rules: rules_from_template(&template)?,
-            redrive_function: redrive_function_from_template(&template)?,
-            // The Lambda Invoke API of the watcher (rules do not go through API Gateway).
-            lambda_endpoint: format!("http://127.0.0.1:{watch_port}"),
-            dead_letter_file: Some(config.log_dir.join("dead-letters.jsonl")),
-            ..tether_local_iot::Config::default()
-        })
-        .await?;
+        let iot = start_iot(&config, watch_port).await?;
 
         let endpoints = Endpoints {
             api: gateway.url(),
@@ -222,62 +320,15 @@ impl Stack {
             iot: iot.endpoint_url(),
             dynamodb: dynamo.endpoint().to_owned(),
             table: config.table.clone(),
+            sigv4: config.sigv4,
         };
 
-        tracing::info!("building the functions (the first time takes a few minutes)");
-        functions::prebuild(&config.root, config.release).await?;
-        let env: Vec<(String, String)> = [
-            ("TABLE_NAME", endpoints.table.as_str()),
-            ("TOPIC_PREFIX", "tether"),
-            ("CONNECTIVITY_CHECK", "presence"),
-            // The template's default CommandIdPrefix: the API's ids map into AWS IoT as there.
-            ("COMMAND_ID_PREFIX", "tether-"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "local"),
-            ("AWS_SECRET_ACCESS_KEY", "local"),
-            ("AWS_ENDPOINT_URL_DYNAMODB", endpoints.dynamodb.as_str()),
-            ("AWS_ENDPOINT_URL_IOT", endpoints.iot.as_str()),
-            ("AWS_ENDPOINT_URL_IOT_DATA_PLANE", endpoints.iot.as_str()),
-            (
-                "AWS_ENDPOINT_URL_IOT_JOBS_DATA_PLANE",
-                endpoints.iot.as_str(),
-            ),
-            ("RUST_LOG", "info"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        tracing::info!("starting cargo lambda watch");
-        let mut functions = Functions::start(
-            root,
-            watch_port,
-            &env,
-            functions::Serving {
-                reload: config.reload,
-                release: config.release,
-                concurrency: config.concurrency,
-            },
-            File::create(config.log_dir.join("functions.log")).context("creating functions.log")?,
-        )?;
-        functions.wait_ready(config.ready_timeout).await?;
+        let functions = start_functions(&config, watch_port, &endpoints).await?;
+        if config.sigv4 {
+            gateway.require_sigv4(sigv4::Verifier::local(LOCAL_KEY, LOCAL_KEY, LOCAL_REGION));
+        }
         gateway.open();
-
-        let fleet = if config.devices > 0 {
-            tracing::info!(count = config.devices, "connecting simulated devices");
-            let mut behaviours = Behaviours::default();
-            behaviours.apply_rules(config.behaviours.iter().map(String::as_str))?;
-            let ids = tether_device::config::numbered(&config.device_prefix, config.devices)?;
-            let fleet = Fleet::start(
-                FleetConfig::local(iot.mqtt_addr(), ids.clone()).with_behaviours(behaviours),
-            )
-            .await?;
-            // Presence travels broker -> rule -> ingest -> DynamoDB; invoke refuses a device
-            // until it is recorded, so wait for that too.
-            wait_connected(&endpoints.api, &ids, Duration::from_secs(60)).await?;
-            Some(fleet)
-        } else {
-            None
-        };
+        let fleet = start_fleet(&config, &iot, &endpoints.api).await?;
 
         std::fs::write(config.log_dir.join("stack.env"), endpoints.env_file())
             .context("writing stack.env")?;

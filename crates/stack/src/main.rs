@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tether_stack::demo::Demo;
-use tether_stack::{Stack, StackConfig};
+use tether_stack::{Stack, StackConfig, LOCAL_KEY, LOCAL_REGION};
 
 /// Tether on one machine: a local DynamoDB endpoint, local-iot (MQTT 5 broker, AWS IoT REST
 /// operations, topic rules), the Lambda functions under `cargo lambda watch` on the deployed API
@@ -45,6 +45,17 @@ struct Args {
     /// beside a running one needs a folder of its own.
     #[arg(long, default_value = ".local")]
     state_dir: PathBuf,
+    /// What the API requires of a request: nothing (none), or a SigV4 signature made with the
+    /// local credentials, as a deployed API's IAM authorization does (sigv4; the demo, which
+    /// does not sign, is then left out: call with `tether`, which does).
+    #[arg(long, value_enum, default_value_t = Auth::None)]
+    auth: Auth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Auth {
+    None,
+    Sigv4,
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM: to this process or to its process group.
@@ -74,6 +85,11 @@ async fn main() -> anyhow::Result<()> {
     config.behaviours.extend(args.behaviours);
     config.reload = !args.no_reload && !args.demo;
     config.ready_timeout = Duration::from_secs(900);
+    config.sigv4 = args.auth == Auth::Sigv4;
+    anyhow::ensure!(
+        !(config.sigv4 && args.demo),
+        "--demo does not sign its requests: it cannot run with --auth sigv4"
+    );
 
     config.log_dir = root.join(&args.state_dir);
     let state_dir = config.log_dir.clone();
@@ -98,7 +114,10 @@ async fn main() -> anyhow::Result<()> {
     println!("  env file       {}", state_dir.join("stack.env").display());
     println!("  logs           {}", state_dir.display());
 
-    if !args.no_demo {
+    if args.auth == Auth::Sigv4 {
+        println!("  auth           SigV4 (access key {LOCAL_KEY}, {LOCAL_REGION}, execute-api)");
+        println!("\nThe demo does not sign its requests: try `tether invoke dev-1 ping` instead.");
+    } else if !args.no_demo {
         let demo = Demo::new(&e.api);
         let outcome = tokio::select! {
             outcome = demo.run() => outcome,

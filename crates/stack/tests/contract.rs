@@ -666,7 +666,7 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
     let started = |full: bool| StartedExecution {
         target: "dev-1".into(),
         execution_id: full.then(|| "e".into()),
-        status: full.then(|| ExecutionStatus::Succeeded),
+        status: full.then_some(ExecutionStatus::Succeeded),
         status_reason: if full { reason() } else { None },
         result: full.then(|| json!({})),
         error: full.then(|| problem.clone()),

@@ -24,7 +24,7 @@ use tether_adapters::http::{
     HttpResponse,
 };
 use tether_adapters::iot::{DeviceRequest, IotGateway};
-use tether_domain::api::{InvokeRequest, InvokeResponse, MAX_PAYLOAD_BYTES};
+use tether_domain::api::{Invocation, InvokeRequest, InvokeResponse, MAX_PAYLOAD_BYTES};
 use tether_domain::clock::now_ms;
 use tether_domain::status::{Lifecycle, NO_RESPONSE_FROM_DEVICE};
 use tether_domain::{
@@ -179,20 +179,44 @@ pub async fn handle(ports: &impl Ports, request: Request) -> HttpResponse {
     }
 }
 
+/// A call that passed validation, under the id it is recorded with.
+struct Call {
+    device: DeviceId,
+    invocation: Invocation,
+    id: RequestId,
+    /// Digest of what was asked: a retry under the same idempotency key must ask the same.
+    hash: String,
+    deadline: Instant,
+}
+
 async fn invoke(
     ports: &impl Ports,
     request: &Request,
     started: Instant,
 ) -> Result<HttpResponse, ApiError> {
+    let call = accept(request, started)?;
+    if ports.connected(&call.device).await? != Some(true) {
+        return Err(ApiError::DeviceNotConnected(call.device.to_string()));
+    }
+    begin(ports, &call).await?;
+    if let Some(answer) = wait(ports, &call.id, call.deadline).await? {
+        return Ok(answered(&call, answer, started));
+    }
+    time_out(ports, &call, started).await
+}
+
+/// Validates everything the request carries and gives the call its id: random, or derived
+/// from the idempotency key.
+fn accept(request: &Request, started: Instant) -> Result<Call, ApiError> {
     let (_, captures) = route(Function::Invoke, request.method(), request.uri().path())?;
     let device = DeviceId::parse(captures[0])?;
-    let call = json_body::<InvokeRequest>(request, MAX_BODY_BYTES)?.validate()?;
+    let invocation = json_body::<InvokeRequest>(request, MAX_BODY_BYTES)?.validate()?;
     let key = idempotency_key(request)?;
-    let deadline = started + Duration::from_millis(call.timeout_ms);
+    let deadline = started + Duration::from_millis(invocation.timeout_ms);
     let hash = digest(&[
-        call.method.as_str(),
-        &call.payload,
-        &call.timeout_ms.to_string(),
+        invocation.method.as_str(),
+        &invocation.payload,
+        &invocation.timeout_ms.to_string(),
     ]);
     let id = match key {
         // 128 bits of the digest: ids stay short and fit the topic rules. The caller is part
@@ -202,48 +226,46 @@ async fn invoke(
         )?,
         None => RequestId::random(),
     };
-    tracing::info!(device = %device, method = %call.method, request_id = %id, timeout_ms = call.timeout_ms, "invoke");
+    tracing::info!(device = %device, method = %invocation.method, request_id = %id, timeout_ms = invocation.timeout_ms, "invoke");
+    Ok(Call {
+        device,
+        invocation,
+        id,
+        hash,
+        deadline,
+    })
+}
 
-    if ports.connected(&device).await? != Some(true) {
-        return Err(ApiError::DeviceNotConnected(device.to_string()));
-    }
+/// Writes the PENDING record and publishes the request; an idempotent retry finds the record
+/// and publishes nothing, and the same key with another request is a 409.
+async fn begin(ports: &impl Ports, call: &Call) -> Result<(), ApiError> {
     let at_ms = now_ms();
     let deadline_ms = at_ms.saturating_add(
         i64::try_from(
-            deadline
+            call.deadline
                 .saturating_duration_since(Instant::now())
                 .as_millis(),
         )
         .unwrap_or(i64::MAX),
     );
+    let (id, device) = (&call.id, &call.device);
     match ports
-        .begin(&id, &device, &call.method, &hash, at_ms, deadline_ms)
+        .begin(
+            id,
+            device,
+            &call.invocation.method,
+            &call.hash,
+            at_ms,
+            deadline_ms,
+        )
         .await?
     {
-        Begin::Created => {
-            let topics = &ports.config().topics;
-            let left = deadline.saturating_duration_since(Instant::now());
-            let message = DeviceRequest {
-                topic: topics.request(&device, &call.method, &id),
-                payload: call.payload.clone(),
-                response_topic: topics.reply(&device, &id),
-                correlation: id.to_string(),
-                expiry_s: left.as_millis().div_ceil(1000) as i64,
-            };
-            if let Err(err) = ports.publish(&message).await {
-                let reason = StatusReason::new(
-                    "PUBLISH_FAILED",
-                    Some("the request could not be published to AWS IoT".into()),
-                );
-                let _ = ports.conclude(&id, InvocationStatus::Failed, reason).await;
-                return Err(err);
-            }
-        }
+        Begin::Created => publish(ports, call).await,
         Begin::Existing {
             request_hash,
             device: owner,
         } => {
-            if request_hash.as_deref() != Some(hash.as_str())
+            if request_hash.as_deref() != Some(call.hash.as_str())
                 || owner.as_deref() != Some(device.as_str())
             {
                 return Err(ApiError::Conflict(
@@ -251,15 +273,46 @@ async fn invoke(
                 ));
             }
             tracing::info!(request_id = %id, "idempotent retry: waiting for the existing invocation");
+            Ok(())
         }
     }
+}
 
-    if let Some(answer) = wait(ports, &id, deadline).await? {
-        return Ok(answered(&id, &device, &call.method, answer, started));
+/// Publishes the request with the time left as its expiry; a failed publish closes the record
+/// as FAILED.
+async fn publish(ports: &impl Ports, call: &Call) -> Result<(), ApiError> {
+    let (id, device) = (&call.id, &call.device);
+    let topics = &ports.config().topics;
+    let left = call.deadline.saturating_duration_since(Instant::now());
+    let message = DeviceRequest {
+        topic: topics.request(device, &call.invocation.method, id),
+        payload: call.invocation.payload.clone(),
+        response_topic: topics.reply(device, id),
+        correlation: id.to_string(),
+        expiry_s: left.as_millis().div_ceil(1000) as i64,
+    };
+    if let Err(err) = ports.publish(&message).await {
+        let reason = StatusReason::new(
+            "PUBLISH_FAILED",
+            Some("the request could not be published to AWS IoT".into()),
+        );
+        let _ = ports.conclude(id, InvocationStatus::Failed, reason).await;
+        return Err(err);
     }
+    Ok(())
+}
+
+/// At the deadline: records the cloud TIMED_OUT and answers 504, unless a reply won the race
+/// with the deadline, which is then the answer.
+async fn time_out(
+    ports: &impl Ports,
+    call: &Call,
+    started: Instant,
+) -> Result<HttpResponse, ApiError> {
+    let id = &call.id;
     let timed_out = match ports
         .conclude(
-            &id,
+            id,
             InvocationStatus::TimedOut,
             StatusReason::new(NO_RESPONSE_FROM_DEVICE, None),
         )
@@ -276,14 +329,14 @@ async fn invoke(
     };
     if !timed_out {
         // The reply won the race with the deadline.
-        if let Ok(Some(answer)) = ports.answer(&id).await.map(|a| a.filter(Answer::is_final)) {
-            return Ok(answered(&id, &device, &call.method, answer, started));
+        if let Ok(Some(answer)) = ports.answer(id).await.map(|a| a.filter(Answer::is_final)) {
+            return Ok(answered(call, answer, started));
         }
     }
     Err(ApiError::DeviceTimeout {
-        device: device.to_string(),
+        device: call.device.to_string(),
         request_id: id.to_string(),
-        timeout_ms: call.timeout_ms,
+        timeout_ms: call.invocation.timeout_ms,
     })
 }
 
@@ -319,19 +372,13 @@ async fn wait(
     }
 }
 
-fn answered(
-    id: &RequestId,
-    device: &DeviceId,
-    method: &MethodName,
-    answer: Answer,
-    started: Instant,
-) -> HttpResponse {
+fn answered(call: &Call, answer: Answer, started: Instant) -> HttpResponse {
     json(
         StatusCode::OK,
         &InvokeResponse {
-            request_id: id.to_string(),
-            device_id: device.to_string(),
-            method: method.to_string(),
+            request_id: call.id.to_string(),
+            device_id: call.device.to_string(),
+            method: call.invocation.method.to_string(),
             status: answer.status,
             result: answer.result,
             status_reason: answer.status_reason,
