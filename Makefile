@@ -40,7 +40,8 @@ BENCH_ARGS ?=
 
 bench: $(VENV_STAMP) ## Benchmarks on the local stack (release build): table on stdout, bench/results.json, BENCHMARKS.md
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) $(CARGO) build --release --locked -p tether-bench --bins
-	CARGO_TARGET_DIR=$(TARGET_DIR) $(BENCH_TARGET_DIR)/release/tether-bench --root . --functions-dir $(TARGET_DIR)/release $(BENCH_ARGS)
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) $(CARGO) build --release --locked -p tether-cli --bin tether
+	CARGO_TARGET_DIR=$(TARGET_DIR) $(BENCH_TARGET_DIR)/release/tether-bench --root . --functions-dir $(TARGET_DIR)/release --cli $(BENCH_TARGET_DIR)/release/tether $(BENCH_ARGS)
 
 lint: $(VENV_STAMP) ## rustfmt --check, clippy -D warnings, cfn-lint, sam validate --lint and checkov on template.yaml
 	$(CARGO) fmt --all -- --check

@@ -5,12 +5,14 @@
 //! - [`invoke`]: end-to-end latency and throughput, the unavoidable hops, the blog sample's
 //!   connect-per-call baseline, deadline precision;
 //! - [`ingest`]: events through the `ingest` handler against raw conditional PutItem calls;
+//! - [`cli`]: the `tether` command line's whole-process time beside curl and awscurl;
 //! - [`coldstart`]: init time, peak RSS and zipped size of each function against a
 //!   hello-world `lambda_runtime` binary;
 //! - [`stats`]: percentiles, figures over repeated runs, goals;
 //! - [`suite`]: the order of a run, one function a benchmark, and the goals;
 //! - [`report`]: the table, the JSON and the Markdown.
 
+mod cli;
 mod coldstart;
 mod cpu;
 mod ingest;
@@ -48,6 +50,10 @@ struct Args {
     /// `hello-lambda` is taken from beside this program.
     #[arg(long)]
     functions_dir: PathBuf,
+    /// The release build of the `tether` command line, timed beside curl and awscurl
+    /// (left out when not given).
+    #[arg(long)]
+    cli: Option<PathBuf>,
 }
 
 /// What the benchmarks share: the running stack's endpoints and clients.
@@ -158,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
             &env,
             &root,
             &args.functions_dir,
+            args.cli.as_deref(),
             args.runs.max(1),
             !args.no_load,
         )

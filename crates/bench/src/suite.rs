@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::stats::{self, Figure, Goal};
-use crate::{coldstart, cpu, ingest, invoke, report, wait, Env};
+use crate::{cli, coldstart, cpu, ingest, invoke, report, wait, Env};
 
 const E2E: &str = "invoke, end to end";
 const HOPS: &str = "hops (p50)";
@@ -18,6 +18,7 @@ const LOAD: &str = "load: 500 calls at once over 100 devices";
 const COLD: &str = "cold start and footprint";
 const CPU: &str = "where the CPU goes: invoke at c=64";
 const WAIT: &str = "commands wait: one round over 100 targets";
+const CLI: &str = "tether CLI: a whole process, p50 (p90)";
 const OVERHEAD: &str = "overhead ratio (Tether c=1 p50 / sum)";
 
 /// Every figure of the run, each with the values of the repeated runs.
@@ -62,6 +63,7 @@ pub async fn run(
     env: &Env,
     root: &Path,
     functions: &Path,
+    cli: Option<&Path>,
     runs: usize,
     with_load: bool,
 ) -> anyhow::Result<(Vec<Figure>, Vec<Goal>)> {
@@ -86,6 +88,10 @@ pub async fn run(
     }
     eprintln!("commands wait: read units of one round");
     commands_wait(env, &mut f).await?;
+    if let Some(binary) = cli {
+        eprintln!("the command line");
+        command_line(env, &mut f, binary, root, runs).await?;
+    }
     eprintln!("cold starts");
     cold_starts(env, &mut f, root, functions, runs).await?;
     if with_load {
@@ -215,6 +221,24 @@ async fn commands_wait(env: &Env, f: &mut Figures) -> anyhow::Result<()> {
             "requests",
             batch.requests as f64,
         );
+    }
+    Ok(())
+}
+
+/// `tether --help`, and the same call by `tether`, curl and awscurl, each a whole process
+/// (20 a run).
+async fn command_line(
+    env: &Env,
+    f: &mut Figures,
+    binary: &Path,
+    root: &Path,
+    runs: usize,
+) -> anyhow::Result<()> {
+    for _ in 0..runs {
+        for (name, p50, p90) in cli::startup(env, binary, root, 20).await? {
+            f.add(CLI, &format!("{name}: p50"), "ms", p50);
+            f.add(CLI, &format!("{name}: p90"), "ms", p90);
+        }
     }
     Ok(())
 }

@@ -106,13 +106,20 @@ pub enum CommandsCmd {
     )]
     Create(CreateArgs),
     /// List the commands.
+    #[command(
+        after_help = "Examples:\n  tether commands list\n  tether commands list --all -o json"
+    )]
     List {
         #[command(flatten)]
         paging: Paging,
     },
     /// Show one command.
+    #[command(after_help = "Example:\n  tether commands get unlock")]
     Get { command: String },
     /// Change a command's display name or description.
+    #[command(
+        after_help = "Example:\n  tether commands update unlock --display-name 'Unlock the door'"
+    )]
     Update {
         command: String,
         #[arg(long)]
@@ -121,12 +128,16 @@ pub enum CommandsCmd {
         description: Option<String>,
     },
     /// Deprecate a command: it starts no new executions (--undo to allow them again).
+    #[command(
+        after_help = "Examples:\n  tether commands deprecate unlock\n  tether commands deprecate unlock --undo"
+    )]
     Deprecate {
         command: String,
         #[arg(long)]
         undo: bool,
     },
-    /// Delete a command.
+    /// Delete a command (AWS IoT may keep it, pending deletion, for a while).
+    #[command(after_help = "Example:\n  tether commands delete unlock")]
     Delete { command: String },
 }
 
@@ -187,6 +198,9 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 pub enum ExecutionsCmd {
     /// Show one execution and its history.
+    #[command(
+        after_help = "Example:\n  tether executions get 6f1c2a9e-0d4b-4a57-9a43-1d2f3c4b5a69"
+    )]
     Get { execution: String },
     /// List a device's or a command's executions, newest first.
     #[command(
