@@ -7,8 +7,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tether_domain::ids::{is_idempotency_key, IDEMPOTENCY_KEY_RULE};
 use tether_domain::error::Upstream;
+use tether_domain::ids::{is_idempotency_key, IDEMPOTENCY_KEY_RULE};
 use tether_domain::ApiError;
 
 pub type HttpResponse = Response<Body>;
