@@ -9,7 +9,7 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 CARGO ?= cargo
 
-.PHONY: help venv run demo test bench lint fmt check cli requirements clean
+.PHONY: help venv run demo test bench lint deny fuzz tools fmt check cli requirements clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -43,9 +43,40 @@ bench: $(VENV_STAMP) ## Benchmarks on the local stack (release build): table on 
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) $(CARGO) build --release --locked -p tether-cli --bin tether
 	CARGO_TARGET_DIR=$(TARGET_DIR) $(BENCH_TARGET_DIR)/release/tether-bench --root . --functions-dir $(TARGET_DIR)/release --cli $(BENCH_TARGET_DIR)/release/tether $(BENCH_ARGS)
 
-lint: $(VENV_STAMP) ## rustfmt --check, clippy -D warnings, cfn-lint, sam validate --lint and checkov on template.yaml
+# Cargo tools, pinned, installed once into a cache outside the clone (CI reuses it).
+TOOLS_DIR ?= $(HOME)/.cache/tether/tools
+CARGO_DENY := $(TOOLS_DIR)/bin/cargo-deny
+CARGO_FUZZ := $(TOOLS_DIR)/bin/cargo-fuzz
+CARGO_DENY_VERSION := 0.20.2
+CARGO_FUZZ_VERSION := 0.13.2
+
+$(CARGO_DENY):
+	$(CARGO) install --locked --root $(TOOLS_DIR) --version $(CARGO_DENY_VERSION) cargo-deny
+$(CARGO_FUZZ):
+	$(CARGO) install --locked --root $(TOOLS_DIR) --version $(CARGO_FUZZ_VERSION) cargo-fuzz
+
+tools: $(CARGO_DENY) $(CARGO_FUZZ) ## Install the pinned cargo tools (cargo-deny, cargo-fuzz) into $(TOOLS_DIR)
+
+deny: $(CARGO_DENY) ## cargo deny, offline: every dependency's licence (deny.toml), bans and sources
+	$(CARGO_DENY) --offline --locked check licenses bans sources
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := http_bodies device_payloads topics parameter_values ids rule_sql
+FUZZ_TARGET_DIR := $(TARGET_DIR)/fuzz
+
+fuzz: $(CARGO_FUZZ) ## cargo fuzz (nightly, libFuzzer): each target for FUZZ_SECONDS (60) from fuzz/seeds; stops at the first failure, its input in fuzz/artifacts
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$target; \
+	  echo "== fuzz $$target ($(FUZZ_SECONDS) s)"; \
+	  PATH="$(TOOLS_DIR)/bin:$$PATH" CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) cargo +nightly fuzz run -O $$target corpus/$$target seeds/$$target -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 \
+	    | grep -E '^(stat::number_of_executed_units|#[0-9]+[[:space:]]+DONE)|panicked|SUMMARY|Test unit written'; \
+	done
+
+lint: $(VENV_STAMP) $(CARGO_DENY) ## rustfmt --check, clippy -D warnings, cargo deny, cfn-lint, sam validate --lint and checkov on template.yaml
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO_DENY) --offline --locked check licenses bans sources
 	$(VENV)/bin/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/sam validate --lint --template template.yaml
 	# Offline (--skip-download): no guideline links; every suppression is justified in the template.

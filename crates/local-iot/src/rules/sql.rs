@@ -77,7 +77,12 @@ pub fn parse_sql(rule: &str, sql: &str) -> Result<(Vec<Select>, String), RuleErr
         .and_then(|s| s.strip_suffix('\''))
         .ok_or_else(|| sql_error(rule, "FROM must be a quoted topic filter"))?
         .to_owned();
-    let select = split_items(&text[7..from])
+    // `SELECT FROM '…'`: the space after SELECT is the one before FROM (found by cargo fuzz).
+    let items = text
+        .get(7..from)
+        .filter(|items| !items.trim().is_empty())
+        .ok_or_else(|| sql_error(rule, "selects nothing"))?;
+    let select = split_items(items)
         .iter()
         .map(|item| parse_item(rule, item))
         .collect::<Result<_, _>>()?;
@@ -257,6 +262,10 @@ mod tests {
             "SELECT topic(3) FROM 'a'",
             "SELECT * FROM a/b",
             "DELETE FROM 'a'",
+            // Found by `make fuzz` (rule_sql): an empty SELECT list once panicked.
+            "SELECT FROM 'a'",
+            "SELECt FROM 'tether/replies/+/+'",
+            "SELECT   FROM 'a'",
         ] {
             assert!(parse_sql("r", sql).is_err(), "{sql}");
         }
