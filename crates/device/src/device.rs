@@ -24,7 +24,7 @@ use self::receive::receive;
 use crate::answer::Step;
 use crate::behaviour::Behaviours;
 use crate::config::Backoff;
-use crate::report::{Counters, Kind, Recorder};
+use crate::report::{Counters, Kind, Recorder, Sent};
 
 mod receive;
 
@@ -318,6 +318,8 @@ impl Connection {
 /// A plan with what the counters need to know about it.
 struct Plan {
     kind: Kind,
+    /// The request id (direct invocation) or the execution id (Commands).
+    id: String,
     /// Direct invocation without a response topic: replies go to the topic built from the
     /// request topic.
     fallback: bool,
@@ -356,9 +358,17 @@ async fn execute(ctx: &Context, plan: Plan) {
                     )
                     .await;
                 match outcome {
-                    Ok(()) => ctx
-                        .recorder
-                        .count(&ctx.id, |c| count_sent(c, counted_as, reply.status)),
+                    Ok(()) => {
+                        let sent = Sent {
+                            device: ctx.id.clone(),
+                            kind: plan.kind,
+                            id: plan.id.clone(),
+                            status: reply.status,
+                            at: std::time::Instant::now(),
+                        };
+                        ctx.recorder
+                            .send(sent, |c| count_sent(c, counted_as, reply.status));
+                    }
                     Err(err) => {
                         tracing::warn!(device = %ctx.id, topic = %reply.topic, error = %err, "could not send an answer");
                         ctx.recorder

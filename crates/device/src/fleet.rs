@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::config::{ConfigError, FleetConfig};
 use crate::device::{self, DeviceSetup, DeviceState};
-use crate::report::{Received, Recorder, Summary};
+use crate::report::{Received, Recorder, Sent, Summary};
 use crate::tls::{self, TlsError};
 
 /// Largest MQTT packet a device accepts: AWS IoT Core allows 128 KiB payloads; leave room for
@@ -204,6 +204,11 @@ impl Fleet {
     /// The messages received so far (the newest `received_limit` of them), oldest first.
     pub fn received(&self) -> Vec<Received> {
         self.recorder.received()
+    }
+
+    /// The answers the devices sent so far (the newest `received_limit` of them), oldest first.
+    pub fn sent(&self) -> Vec<Sent> {
+        self.recorder.sent()
     }
 
     /// Waits until `condition` holds for the counters, re-checking on every change; fails after

@@ -30,4 +30,4 @@ pub mod tls;
 pub use behaviour::{Behaviour, BehaviourError, Behaviours, Pause};
 pub use config::{Backoff, BrokerUrl, ConfigError, FleetConfig, TlsFiles};
 pub use fleet::{Fleet, FleetError};
-pub use report::{Counters, Kind, Received, Summary};
+pub use report::{Counters, Kind, Received, Sent, Summary};

@@ -48,6 +48,18 @@ pub struct Received {
     pub at: Instant,
 }
 
+/// One answer a device handed to its MQTT client (QoS 1): a direct-invocation reply or a
+/// Commands response, with the status it reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub device: DeviceId,
+    pub kind: Kind,
+    /// The request id (direct invocation) or the execution id (Commands).
+    pub id: String,
+    pub status: &'static str,
+    pub at: Instant,
+}
+
 /// Direct-invocation counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -198,6 +210,7 @@ impl fmt::Display for Summary {
 struct Inner {
     per_device: BTreeMap<DeviceId, Counters>,
     received: VecDeque<Received>,
+    sent: VecDeque<Sent>,
     limit: usize,
 }
 
@@ -218,6 +231,7 @@ impl Recorder {
             inner: Arc::new(Mutex::new(Inner {
                 per_device,
                 received: VecDeque::new(),
+                sent: VecDeque::new(),
                 limit,
             })),
             changed: Arc::new(watch::Sender::new(0)),
@@ -254,6 +268,21 @@ impl Recorder {
         self.bump();
     }
 
+    /// Logs an answer a device sent and counts it.
+    pub fn send(&self, message: Sent, change: impl FnOnce(&mut Counters)) {
+        {
+            let mut inner = self.lock();
+            change(inner.per_device.entry(message.device.clone()).or_default());
+            if inner.limit > 0 {
+                if inner.sent.len() >= inner.limit {
+                    inner.sent.pop_front();
+                }
+                inner.sent.push_back(message);
+            }
+        }
+        self.bump();
+    }
+
     pub fn summary(&self) -> Summary {
         let inner = self.lock();
         let mut total = Counters::default();
@@ -273,6 +302,11 @@ impl Recorder {
 
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.iter().cloned().collect()
+    }
+
+    /// The answers sent, oldest first (the newest `limit` of them).
+    pub fn sent(&self) -> Vec<Sent> {
+        self.lock().sent.iter().cloned().collect()
     }
 
     /// Changes whenever anything is counted.
@@ -346,6 +380,35 @@ mod tests {
         let ids: Vec<String> = recorder.received().into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["r2", "r3"]);
         assert_eq!(recorder.summary().total.invoke.received, 3);
+    }
+
+    #[test]
+    fn the_sent_log_keeps_the_newest_answers_with_their_ids_and_counts_them() {
+        let recorder = Recorder::new(&[dev("a")], 2);
+
+        for (id, status) in [("r1", "SUCCEEDED"), ("r2", "FAILED"), ("e3", "IN_PROGRESS")] {
+            let sent = Sent {
+                device: dev("a"),
+                kind: Kind::Invoke,
+                id: id.into(),
+                status,
+                at: Instant::now(),
+            };
+            recorder.send(sent, |c| {
+                *c.invoke.sent.entry(status.into()).or_default() += 1
+            });
+        }
+
+        let sent: Vec<(String, &str)> = recorder
+            .sent()
+            .into_iter()
+            .map(|s| (s.id, s.status))
+            .collect();
+        assert_eq!(
+            sent,
+            [("r2".into(), "FAILED"), ("e3".into(), "IN_PROGRESS")]
+        );
+        assert_eq!(recorder.summary().total.sent(Kind::Invoke, "SUCCEEDED"), 1);
     }
 
     #[test]

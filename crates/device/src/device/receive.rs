@@ -96,7 +96,7 @@ fn receive_invoke(ctx: &Context, publish: &Publish, topic: &str, request: Reques
         publish,
         topic,
         Kind::Invoke,
-        request.request_id.into_string(),
+        request.request_id.to_string(),
     );
     log.method = Some(method.to_owned());
     log.behaviour = Some(behaviour.to_string());
@@ -107,6 +107,7 @@ fn receive_invoke(ctx: &Context, publish: &Publish, topic: &str, request: Reques
     });
     Plan {
         kind: Kind::Invoke,
+        id: request.request_id.into_string(),
         fallback: reply_to.fallback,
         steps,
     }
@@ -129,7 +130,7 @@ fn receive_command(
         .to_string();
     let steps = answer::command(behaviour, &request_of(publish), &response);
     tracing::debug!(device = %id, %execution, method = method.as_deref().unwrap_or("*"), %behaviour, "command execution");
-    let mut log = received(ctx, publish, topic, Kind::Command, execution);
+    let mut log = received(ctx, publish, topic, Kind::Command, execution.clone());
     log.method = method;
     log.behaviour = Some(behaviour.to_string());
     let unanswered = !answer::answers(&steps);
@@ -139,6 +140,7 @@ fn receive_command(
     });
     Plan {
         kind: Kind::Command,
+        id: execution,
         fallback: false,
         steps,
     }
