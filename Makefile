@@ -9,7 +9,7 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 CARGO ?= cargo
 
-.PHONY: help venv run demo test bench lint deny fuzz tools fmt check cli requirements clean
+.PHONY: help venv run demo test bench soak lint deny fuzz tools fmt check cli requirements clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,12 @@ bench: $(VENV_STAMP) ## Benchmarks on the local stack (release build): table on 
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) $(CARGO) build --release --locked -p tether-bench --bins
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) $(CARGO) build --release --locked -p tether-cli --bin tether
 	CARGO_TARGET_DIR=$(TARGET_DIR) $(BENCH_TARGET_DIR)/release/tether-bench --root . --functions-dir $(TARGET_DIR)/release --cli $(BENCH_TARGET_DIR)/release/tether $(BENCH_ARGS)
+
+SOAK_ARGS ?=
+
+soak: $(VENV_STAMP) ## The stack under mixed traffic and faults (default 10 minutes, 110 devices), then invariants: SOAK.md, soak/results.json; SOAK_ARGS="--duration 2m ..."
+	CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) build --locked -p tether-stack --bin tether-soak
+	CARGO_TARGET_DIR=$(TARGET_DIR) $(TARGET_DIR)/debug/tether-soak --root . $(SOAK_ARGS)
 
 # Cargo tools, pinned, installed once into a cache outside the clone (CI reuses it).
 TOOLS_DIR ?= $(HOME)/.cache/tether/tools

@@ -15,6 +15,7 @@ pub use tether_local_dynamodb as dynamo;
 pub mod functions;
 pub mod gateway;
 pub mod sigv4;
+pub mod soak;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -159,7 +160,7 @@ pub struct Stack {
 }
 
 /// Polls `GET /devices/{id}` until every device shows as connected.
-async fn wait_connected(
+pub async fn wait_connected(
     api: &str,
     ids: &[tether_domain::DeviceId],
     timeout: Duration,

@@ -1,0 +1,251 @@
+//! The soak's report: `SOAK.md` for people, a JSON file for tools.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+
+use super::check::{redelivered, INVARIANTS};
+use super::faults::KINDS;
+use super::procs::{drift, Drift};
+use super::Outcome;
+
+/// The goal for the resident memory of each long-lived process: end within 10 % of after
+/// warm-up.
+pub const RSS_DRIFT_GOAL: f64 = 0.10;
+
+/// How many file descriptors a process group may hold at the end beyond after warm-up
+/// before it counts as growth (connections come and go): this many, or 5 %, whichever is more.
+pub const FD_SLACK: u64 = 8;
+
+fn fd_slack(after_warmup: u64) -> u64 {
+    FD_SLACK.max(after_warmup / 20)
+}
+
+fn count_by<'a>(items: impl Iterator<Item = String> + 'a) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for item in items {
+        *counts.entry(item).or_default() += 1;
+    }
+    counts
+}
+
+fn table(counts: &BTreeMap<String, u64>) -> String {
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Process groups whose open descriptors grew.
+pub fn fd_growth(drifts: &[Drift]) -> Vec<&Drift> {
+    drifts
+        .iter()
+        .filter(|d| d.fds_at_end > d.fds_after_warmup + fd_slack(d.fds_after_warmup))
+        .collect()
+}
+
+/// Whether the run passed: no invariant broken and no descriptor growth.
+pub fn passed(outcome: &Outcome) -> bool {
+    outcome.violations.is_empty() && fd_growth(&drift(&outcome.samples)).is_empty()
+}
+
+/// The figures, as JSON.
+pub fn json(outcome: &Outcome) -> Value {
+    let o = &outcome.observed;
+    let drifts = drift(&outcome.samples);
+    json!({
+        "passed": passed(outcome),
+        "config": {
+            "durationSeconds": outcome.config.duration.as_secs(),
+            "devices": outcome.config.devices,
+            "flappingDevices": outcome.config.flappers,
+            "workers": outcome.config.workers,
+            "faultEverySeconds": outcome.config.fault_every.as_secs(),
+            "seed": outcome.config.seed,
+        },
+        "trafficSeconds": outcome.traffic_seconds,
+        "totalSeconds": outcome.total_seconds,
+        "requests": {
+            "invoke": count_by(o.calls.iter().map(|c| format!("{} {}", c.method, c.http.status))),
+            "invokeWithKey": o.calls.iter().filter(|c| c.key.is_some()).count(),
+            "fanOut": count_by(o.runs.iter().map(|r| r.http.status.to_string())),
+            "executionsStarted": o.runs.iter().flat_map(|r| &r.executions).filter(|e| e.execution_id.is_some()).count(),
+            "reads": count_by(o.reads.iter().map(|r| r.http.status.to_string())),
+        },
+        "devices": {
+            "received": o.got.len(),
+            "answered": o.answered.len(),
+            "redelivered": redelivered(o),
+        },
+        "records": {
+            "invocations": count_by(o.invocations.values().map(|r| r.state().unwrap_or("(none)").to_owned())),
+            "executions": count_by(o.executions.values().map(|r| r.state().unwrap_or("(none)").to_owned())),
+        },
+        "faults": count_by(o.windows.iter().map(|w| w.kind.to_owned())),
+        "deadLetters": {
+            "replayed": outcome.schedule.replayed,
+            "replayFailures": outcome.schedule.replay_failed,
+            "left": o.dead_letters.len(),
+        },
+        "violations": outcome.violations,
+        "processes": drifts,
+    })
+}
+
+/// `SOAK.md`.
+pub fn markdown(outcome: &Outcome) -> String {
+    let o = &outcome.observed;
+    let c = &outcome.config;
+    let drifts = drift(&outcome.samples);
+    let mut md = String::new();
+    let _ = writeln!(md, "# Soak\n");
+    let _ = writeln!(
+        md,
+        "Written by `make soak` (`tether-soak`); what it does and how to read it: \
+         [docs/soak.md](docs/soak.md).\n"
+    );
+    let _ = writeln!(
+        md,
+        "**{}** — {} invariant violation(s); {:.0} s of traffic ({:.0} s in all) against {} \
+         steady and {} flapping devices, {} callers, a fault every {} s (seed {}).\n",
+        if passed(outcome) { "PASSED" } else { "FAILED" },
+        outcome.violations.len(),
+        outcome.traffic_seconds,
+        outcome.total_seconds,
+        c.devices,
+        c.flappers,
+        c.workers,
+        c.fault_every.as_secs(),
+        c.seed,
+    );
+
+    let _ = writeln!(md, "## Requests\n");
+    let _ = writeln!(md, "| kind | count | by outcome |\n|---|---:|---|");
+    let invokes = count_by(
+        o.calls
+            .iter()
+            .map(|c| format!("{} {}", c.method, c.http.status)),
+    );
+    let _ = writeln!(
+        md,
+        "| direct invocations | {} | {} |",
+        o.calls.len(),
+        table(&invokes)
+    );
+    let _ = writeln!(
+        md,
+        "| … with an Idempotency-Key (sent twice at once, or retried after a 503) | {} | |",
+        o.calls.iter().filter(|c| c.key.is_some()).count()
+    );
+    let _ = writeln!(
+        md,
+        "| Commands fan-outs (5 devices, waiting) | {} | {} |",
+        o.runs.len(),
+        table(&count_by(o.runs.iter().map(|r| r.http.status.to_string())))
+    );
+    let _ = writeln!(
+        md,
+        "| executions started | {} | |",
+        o.runs
+            .iter()
+            .flat_map(|r| &r.executions)
+            .filter(|e| e.execution_id.is_some())
+            .count()
+    );
+    let _ = writeln!(
+        md,
+        "| reads (records, presence, lists) | {} | {} |",
+        o.reads.len(),
+        table(&count_by(o.reads.iter().map(|r| r.http.status.to_string())))
+    );
+    let _ = writeln!(
+        md,
+        "\nDevices received {} requests ({} redelivered under the same id) and sent {} answers. \
+         Final records: invocations {}; executions {}.\n",
+        o.got.len(),
+        redelivered(o),
+        o.answered.len(),
+        table(&count_by(
+            o.invocations
+                .values()
+                .map(|r| r.state().unwrap_or("(none)").to_owned())
+        )),
+        table(&count_by(
+            o.executions
+                .values()
+                .map(|r| r.state().unwrap_or("(none)").to_owned())
+        )),
+    );
+
+    let _ = writeln!(md, "## Faults injected\n");
+    let faults = count_by(o.windows.iter().map(|w| w.kind.to_owned()));
+    let _ = writeln!(md, "| fault | times |\n|---|---:|");
+    for kind in KINDS {
+        let _ = writeln!(
+            md,
+            "| {kind} | {} |",
+            faults.get(kind).copied().unwrap_or(0)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nDead letters: {} delivered by the replays, {} replay attempts failed, {} left at the end.\n",
+        outcome.schedule.replayed,
+        outcome.schedule.replay_failed,
+        o.dead_letters.len()
+    );
+
+    let _ = writeln!(md, "## Invariants\n");
+    let _ = writeln!(
+        md,
+        "| invariant | what it means | violations |\n|---|---|---:|"
+    );
+    for (name, meaning) in INVARIANTS {
+        let n = outcome
+            .violations
+            .iter()
+            .filter(|v| v.invariant == name)
+            .count();
+        let _ = writeln!(md, "| {name} | {meaning} | {n} |");
+    }
+    if !outcome.violations.is_empty() {
+        let _ = writeln!(md, "\nThe first violations:\n");
+        for v in outcome.violations.iter().take(30) {
+            let _ = writeln!(md, "- `{}`: {}", v.invariant, v.detail);
+        }
+    }
+
+    let _ = writeln!(md, "\n## Memory and open files\n");
+    let _ = writeln!(
+        md,
+        "Resident memory and open descriptors per process name, after warm-up (mean of the \
+         run's second quarter) against the end (mean of its last quarter). Goal: RSS drift \
+         under {:.0} %; descriptors not growing (more than {FD_SLACK} or 5 % above after \
+         warm-up, whichever is more, fails the run).\n",
+        RSS_DRIFT_GOAL * 100.0
+    );
+    let _ = writeln!(
+        md,
+        "| process | RSS after warm-up (MiB) | RSS at end (MiB) | drift | goal met | fds after warm-up | fds at end |\n|---|---:|---:|---:|---|---:|---:|"
+    );
+    for d in &drifts {
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {:.1} | {:+.1} % | {} | {} | {} |",
+            d.name,
+            d.rss_kib_after_warmup as f64 / 1024.0,
+            d.rss_kib_at_end as f64 / 1024.0,
+            d.rss_drift * 100.0,
+            if d.rss_drift < RSS_DRIFT_GOAL {
+                "yes"
+            } else {
+                "**no**"
+            },
+            d.fds_after_warmup,
+            d.fds_at_end
+        );
+    }
+    md
+}
