@@ -103,6 +103,87 @@ struct Context {
     client: AsyncClient,
     control: mpsc::UnboundedSender<Control>,
     stop: watch::Receiver<bool>,
+    outbox: Outbox,
+}
+
+/// Answers between the MQTT client and the broker's PUBACK. An answer enters the sent log only
+/// once the broker has acknowledged it: with a clean start, a client drops what was not
+/// acknowledged when its connection fails, so "handed to the client" is not "published".
+#[derive(Default)]
+struct Outbox {
+    /// Queued in the client, in the order the client sends them (held while queueing, so the
+    /// order is the client's).
+    queued: std::sync::Mutex<std::collections::VecDeque<Sent>>,
+    /// On the wire, by packet id.
+    in_flight: std::sync::Mutex<std::collections::HashMap<u16, Sent>>,
+}
+
+/// How long an answer waits for room in the client's queue before it counts as not sent.
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+impl Outbox {
+    fn queue(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Sent>> {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `reply` (QoS 1) in the client and `sent` here, in the same order.
+    async fn publish(
+        &self,
+        client: &AsyncClient,
+        reply: crate::answer::Reply,
+        sent: Sent,
+    ) -> Result<(), rumqttc::v5::ClientError> {
+        let until = tokio::time::Instant::now() + QUEUE_WAIT;
+        loop {
+            let result = {
+                let mut queued = self.queue();
+                let result = client.try_publish_with_properties(
+                    reply.topic.clone(),
+                    QoS::AtLeastOnce,
+                    false,
+                    reply.payload.clone(),
+                    reply.properties.clone(),
+                );
+                if result.is_ok() {
+                    queued.push_back(sent.clone());
+                }
+                result
+            };
+            match result {
+                Err(_) if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The client wrote the next queued publish with packet id `pkid`.
+    fn written(&self, pkid: u16) {
+        if let Some(sent) = self.queue().pop_front() {
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(pkid, sent);
+        }
+    }
+
+    /// The broker acknowledged packet `pkid`: the answer it carried, if it was one.
+    fn acknowledged(&self, pkid: u16) -> Option<Sent> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pkid)
+    }
+
+    /// The connection failed: what was not acknowledged is gone with it (clean start).
+    fn lost(&self) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.queue().clear();
+    }
 }
 
 /// Starts a device; it runs until `stop` turns true (or its sender is dropped).
@@ -142,6 +223,7 @@ async fn run(
             client,
             control: control_tx,
             stop: stop.clone(),
+            outbox: Outbox::default(),
         }),
         state,
         failures: 0,
@@ -192,6 +274,7 @@ impl Connection {
         let id = &self.ctx.id;
         tracing::info!(device = %id, offline_ms = offline.as_millis() as u64, "dropping the connection on purpose");
         eventloop.clean();
+        self.ctx.outbox.lost();
         self.connected = false;
         self.state
             .send_replace(DeviceState::Offline("dropped on purpose".into()));
@@ -214,6 +297,12 @@ impl Connection {
             Ok(Event::Incoming(Packet::ConnAck(_))) => self.on_connack(),
             Ok(Event::Incoming(Packet::SubAck(ack))) => self.on_suback(&ack),
             Ok(Event::Incoming(Packet::Publish(publish))) => self.on_publish(publish),
+            Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => self.ctx.outbox.written(pkid),
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                if let Some(sent) = self.ctx.outbox.acknowledged(ack.pkid) {
+                    self.ctx.recorder.send(sent, |_| {});
+                }
+            }
             Ok(Event::Incoming(Packet::Disconnect(disconnect))) => {
                 tracing::warn!(device = %id, reason = ?disconnect.reason_code, "the broker closed the connection");
             }
@@ -284,6 +373,7 @@ impl Connection {
     async fn on_error(&mut self, err: &ConnectionError, stop: &mut watch::Receiver<bool>) -> bool {
         let id = &self.ctx.id;
         self.connected = false;
+        self.ctx.outbox.lost();
         self.ctx.recorder.count(id, |c| c.connection.errors += 1);
         let wait = self.backoff.wait(self.failures);
         self.failures = self.failures.saturating_add(1);
@@ -347,30 +437,21 @@ async fn execute(ctx: &Context, plan: Plan) {
                 let _ = ctx.control.send(Control::Drop(offline));
             }
             Step::Send(reply) => {
-                let outcome = ctx
-                    .client
-                    .publish_with_properties(
-                        reply.topic.clone(),
-                        QoS::AtLeastOnce,
-                        false,
-                        reply.payload,
-                        reply.properties,
-                    )
-                    .await;
-                match outcome {
+                let status = reply.status;
+                let sent = Sent {
+                    device: ctx.id.clone(),
+                    kind: plan.kind,
+                    id: plan.id.clone(),
+                    status,
+                    at: std::time::Instant::now(),
+                };
+                match ctx.outbox.publish(&ctx.client, reply, sent).await {
                     Ok(()) => {
-                        let sent = Sent {
-                            device: ctx.id.clone(),
-                            kind: plan.kind,
-                            id: plan.id.clone(),
-                            status: reply.status,
-                            at: std::time::Instant::now(),
-                        };
                         ctx.recorder
-                            .send(sent, |c| count_sent(c, counted_as, reply.status));
+                            .count(&ctx.id, |c| count_sent(c, counted_as, status));
                     }
                     Err(err) => {
-                        tracing::warn!(device = %ctx.id, topic = %reply.topic, error = %err, "could not send an answer");
+                        tracing::warn!(device = %ctx.id, error = %err, "could not send an answer");
                         ctx.recorder
                             .count(&ctx.id, |c| c.connection.publish_failures += 1);
                     }

@@ -215,6 +215,16 @@ async fn twice_sends_exactly_two_replies() {
     }
     nothing_within(&mut replies, QUIET).await;
     assert_eq!(devices.summary().total.sent(Kind::Invoke, "SUCCEEDED"), 2);
+    // The sent log holds what the broker acknowledged (PUBACK), with the request's id.
+    let acknowledged: Vec<(String, &str)> = devices
+        .sent()
+        .into_iter()
+        .map(|s| (s.id, s.status))
+        .collect();
+    assert_eq!(
+        acknowledged,
+        [("r-3".to_owned(), "SUCCEEDED"), ("r-3".to_owned(), "SUCCEEDED")]
+    );
     devices.shutdown().await;
     iot.shutdown().await;
 }

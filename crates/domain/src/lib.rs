@@ -18,6 +18,7 @@ pub mod error;
 pub mod ids;
 pub mod parameter;
 pub mod reply;
+pub mod rule_event;
 pub mod status;
 pub mod topics;
 

@@ -30,7 +30,7 @@ use std::future::Future;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tether_adapters::commands::CommandsGateway;
 use tether_adapters::http::error_chain;
 use tether_adapters::iot::GatewayError;
@@ -211,32 +211,6 @@ impl Ports for Deps {
     }
 }
 
-/// One event as a topic rule delivers it.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-pub struct RuleEvent {
-    /// `topic() AS topic`.
-    pub topic: String,
-    /// The reply rule's `encode(*, 'base64') AS payload`: the device's message, whatever it is.
-    #[serde(default)]
-    pub payload: Option<String>,
-    /// The reply rule's `timestamp() AS receivedAt`.
-    #[serde(default, rename = "receivedAt")]
-    pub received_at: Option<i64>,
-    /// The fields of an event AWS IoT writes (presence, command execution).
-    #[serde(flatten)]
-    pub fields: Map<String, Value>,
-}
-
-impl RuleEvent {
-    fn text(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).and_then(Value::as_str)
-    }
-
-    fn time(&self, name: &str) -> Option<i64> {
-        self.fields.get(name).and_then(Value::as_i64)
-    }
-}
-
 /// Handles one rule event; answers a short summary of what was done.
 pub async fn handle(ports: &impl Ports, event: Value) -> Result<Value, IngestError> {
     // `topic` is the one field every rule event has.
@@ -244,45 +218,7 @@ pub async fn handle(ports: &impl Ports, event: Value) -> Result<Value, IngestErr
     ingest_event(ports, &event).await
 }
 
-/// Why a dead-letter message holds no event.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeadLetterError {
-    #[error("the message is not JSON")]
-    NotJson,
-    #[error("neither a Lambda failure record nor an IoT rule error message")]
-    NoEvent,
-    #[error("base64OriginalPayload is not base64")]
-    BadBase64,
-}
-
-/// The failed event a dead-letter message holds: Lambda's record of an asynchronous invocation
-/// that failed after its retries (the event is its `requestPayload`), or an IoT rule's error
-/// action message (the device's original payload, base64, and the topic). The error action
-/// does not keep the rule's other selected fields, so a reply redriven from it is timed by the
-/// redrive rather than by its arrival.
-pub fn dead_letter_event(body: &str) -> Result<RuleEvent, DeadLetterError> {
-    let message: Value = serde_json::from_str(body).map_err(|_| DeadLetterError::NotJson)?;
-    if let Some(event) = message.get("requestPayload").filter(|e| e.is_object()) {
-        return serde_json::from_value(event.clone()).map_err(|_| DeadLetterError::NoEvent);
-    }
-    let (Some(topic), Some(payload)) = (
-        message.get("topic").and_then(Value::as_str),
-        message.get("base64OriginalPayload").and_then(Value::as_str),
-    ) else {
-        return Err(DeadLetterError::NoEvent);
-    };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(payload)
-        .map_err(|_| DeadLetterError::BadBase64)?;
-    // A reply reads `payload`; an event AWS IoT wrote reads its fields.
-    let fields = serde_json::from_slice::<Map<String, Value>>(&bytes).unwrap_or_default();
-    Ok(RuleEvent {
-        topic: topic.to_owned(),
-        payload: Some(payload.to_owned()),
-        received_at: None,
-        fields,
-    })
-}
+pub use tether_domain::rule_event::{dead_letter_event, DeadLetterError, RuleEvent};
 
 /// The `redrive` function: ingests each dead letter of an SQS batch and answers the ones that
 /// failed again (`batchItemFailures`), which SQS keeps for a later attempt (and, past the

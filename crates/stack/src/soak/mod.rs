@@ -136,37 +136,54 @@ async fn sample_until(clock: Clock, stop: Arc<tokio::sync::Notify>) -> Vec<procs
     }
 }
 
-/// Runs the soak against a started stack (started without devices of its own).
-pub async fn run(stack: &Stack, config: SoakConfig) -> anyhow::Result<Outcome> {
-    let clock = Clock::new();
-    let api = stack.endpoints.api.clone();
+/// The devices and commands a soak run works with.
+struct Setup {
+    steady: Fleet,
+    flappers: Flappers,
+    devices: Vec<String>,
+    flapping: Vec<String>,
+    commands: Vec<String>,
+}
 
+/// Connects the steady and the flapping devices, waits until their presence is recorded, and
+/// creates the commands the fan-outs start.
+async fn set_up(stack: &Stack, config: &SoakConfig) -> anyhow::Result<Setup> {
     tracing::info!(
         devices = config.devices,
         flappers = config.flappers,
         "connecting the soak's devices"
     );
+    let api = &stack.endpoints.api;
     let steady = Fleet::start(fleet_config(stack, "soak-", config.devices)?).await?;
     let flappers = Flappers::start(fleet_config(stack, "flap-", config.flappers)?).await?;
-    let ids = |fleet: &Fleet| {
-        fleet
-            .ids()
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-    };
-    let devices = ids(&steady);
-    let flapping = tether_device::config::numbered("flap-", config.flappers)?
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>();
+    let flapping_ids = tether_device::config::numbered("flap-", config.flappers)?;
     let all: Vec<tether_domain::DeviceId> = steady
         .ids()
         .into_iter()
-        .chain(tether_device::config::numbered("flap-", config.flappers)?)
+        .chain(flapping_ids.clone())
         .collect();
-    crate::wait_connected(&api, &all, Duration::from_secs(120)).await?;
-    let commands = create_commands(&api).await?;
+    crate::wait_connected(api, &all, Duration::from_secs(120)).await?;
+    let text = |ids: Vec<tether_domain::DeviceId>| ids.iter().map(ToString::to_string).collect();
+    Ok(Setup {
+        devices: text(steady.ids()),
+        flapping: text(flapping_ids),
+        commands: create_commands(api).await?,
+        steady,
+        flappers,
+    })
+}
+
+/// Runs the soak against a started stack (started without devices of its own).
+pub async fn run(stack: &Stack, config: SoakConfig) -> anyhow::Result<Outcome> {
+    let clock = Clock::new();
+    let api = stack.endpoints.api.clone();
+    let Setup {
+        steady,
+        flappers,
+        devices,
+        flapping,
+        commands,
+    } = set_up(stack, &config).await?;
 
     let stop_sampling = Arc::new(tokio::sync::Notify::new());
     let sampler = tokio::spawn(sample_until(clock, stop_sampling.clone()));
@@ -212,11 +229,33 @@ pub async fn run(stack: &Stack, config: SoakConfig) -> anyhow::Result<Outcome> {
     steady.shutdown().await;
 
     let log = std::mem::take(&mut *traffic.log.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut observed = Observed {
+    let mut observed = observe(&clock, log, &received, &sent);
+    observed.windows = std::mem::take(&mut schedule.windows);
+    observed.dead_letters = stack.iot().map(|i| i.dead_letters()).unwrap_or_default();
+    read_records(&api, &mut observed).await?;
+    let violations = check::check(&observed);
+    Ok(Outcome {
+        config,
+        observed,
+        schedule,
+        samples,
+        violations,
+        traffic_seconds,
+        total_seconds: clock.now(),
+    })
+}
+
+/// What the callers logged and the devices received and sent, in the invariants' terms.
+fn observe(
+    clock: &Clock,
+    log: traffic::Log,
+    received: &[tether_device::Received],
+    sent: &[tether_device::Sent],
+) -> Observed {
+    Observed {
         calls: log.calls,
         runs: log.runs,
         reads: log.reads,
-        windows: std::mem::take(&mut schedule.windows),
         got: received
             .iter()
             .filter(|r| matches!(r.kind, Kind::Invoke | Kind::Command))
@@ -244,20 +283,8 @@ pub async fn run(stack: &Stack, config: SoakConfig) -> anyhow::Result<Outcome> {
             .filter(|r| r.kind == Kind::Rejected)
             .map(|r| r.id.clone())
             .collect(),
-        dead_letters: stack.iot().map(|i| i.dead_letters()).unwrap_or_default(),
         ..Observed::default()
-    };
-    read_records(&api, &mut observed).await?;
-    let violations = check::check(&observed);
-    Ok(Outcome {
-        config,
-        observed,
-        schedule,
-        samples,
-        violations,
-        traffic_seconds,
-        total_seconds: clock.now(),
-    })
+    }
 }
 
 /// Reads every invocation and execution record whose id was seen anywhere.

@@ -96,7 +96,6 @@ pub fn json(outcome: &Outcome) -> Value {
 
 /// `SOAK.md`.
 pub fn markdown(outcome: &Outcome) -> String {
-    let o = &outcome.observed;
     let c = &outcome.config;
     let drifts = drift(&outcome.samples);
     let mut md = String::new();
@@ -121,6 +120,15 @@ pub fn markdown(outcome: &Outcome) -> String {
         c.seed,
     );
 
+    requests(&mut md, outcome);
+    faults(&mut md, outcome);
+    invariants(&mut md, outcome);
+    memory(&mut md, &drifts);
+    md
+}
+
+fn requests(md: &mut String, outcome: &Outcome) {
+    let o = &outcome.observed;
     let _ = writeln!(md, "## Requests\n");
     let _ = writeln!(md, "| kind | count | by outcome |\n|---|---:|---|");
     let invokes = count_by(
@@ -178,7 +186,10 @@ pub fn markdown(outcome: &Outcome) -> String {
                 .map(|r| r.state().unwrap_or("(none)").to_owned())
         )),
     );
+}
 
+fn faults(md: &mut String, outcome: &Outcome) {
+    let o = &outcome.observed;
     let _ = writeln!(md, "## Faults injected\n");
     let faults = count_by(o.windows.iter().map(|w| w.kind.to_owned()));
     let _ = writeln!(md, "| fault | times |\n|---|---:|");
@@ -196,7 +207,9 @@ pub fn markdown(outcome: &Outcome) -> String {
         outcome.schedule.replay_failed,
         o.dead_letters.len()
     );
+}
 
+fn invariants(md: &mut String, outcome: &Outcome) {
     let _ = writeln!(md, "## Invariants\n");
     let _ = writeln!(
         md,
@@ -216,7 +229,9 @@ pub fn markdown(outcome: &Outcome) -> String {
             let _ = writeln!(md, "- `{}`: {}", v.invariant, v.detail);
         }
     }
+}
 
+fn memory(md: &mut String, drifts: &[Drift]) {
     let _ = writeln!(md, "\n## Memory and open files\n");
     let _ = writeln!(
         md,
@@ -230,7 +245,7 @@ pub fn markdown(outcome: &Outcome) -> String {
         md,
         "| process | RSS after warm-up (MiB) | RSS at end (MiB) | drift | goal met | fds after warm-up | fds at end |\n|---|---:|---:|---:|---|---:|---:|"
     );
-    for d in &drifts {
+    for d in drifts {
         let _ = writeln!(
             md,
             "| {} | {:.1} | {:.1} | {:+.1} % | {} | {} | {} |",
@@ -247,5 +262,4 @@ pub fn markdown(outcome: &Outcome) -> String {
             d.fds_at_end
         );
     }
-    md
 }
