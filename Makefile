@@ -67,7 +67,7 @@ deny: $(CARGO_DENY) ## cargo deny, offline: every dependency's licence (deny.tom
 	$(CARGO_DENY) --offline --locked check licenses bans sources
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := http_bodies device_payloads topics parameter_values ids rule_sql
+FUZZ_TARGETS := http_bodies device_payloads topics parameter_values ids rule_sql dead_letters
 FUZZ_TARGET_DIR := $(TARGET_DIR)/fuzz
 
 fuzz: $(CARGO_FUZZ) ## cargo fuzz (nightly, libFuzzer): each target for FUZZ_SECONDS (60) from fuzz/seeds; stops at the first failure, its input in fuzz/artifacts

@@ -100,6 +100,17 @@ mod tests {
     }
 
     #[test]
+    fn numbers_survive_a_failure_record_exactly() {
+        // Found by the dead_letters fuzz target: without serde_json's float_roundtrip, this
+        // came back as 1795456706666.067.
+        let body = r#"{"requestPayload": {"topic": "t", "timestamp": 1795456706666.0667}}"#;
+        let event = dead_letter_event(body).unwrap();
+        let again = dead_letter_event(&json!({ "requestPayload": event }).to_string()).unwrap();
+        assert_eq!(again, event);
+        assert_eq!(again.fields["timestamp"].as_f64(), Some(1795456706666.0667));
+    }
+
+    #[test]
     fn a_rule_error_message_gives_the_topic_and_the_original_payload() {
         let payload =
             base64::engine::general_purpose::STANDARD.encode(br#"{"status":"SUCCEEDED"}"#);

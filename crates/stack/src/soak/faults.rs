@@ -25,6 +25,11 @@ pub const KINDS: [&str; 5] = [
 /// How long each fault lasts.
 pub const DOWNTIME: Duration = Duration::from_secs(3);
 
+/// How long ingest's record write fails: longer than local-iot's rule delivery retries (after
+/// 1 s and 2 s more), so that the events of its first seconds end in the dead letters and the
+/// next replay has work to do.
+pub const INGEST_DOWNTIME: Duration = Duration::from_secs(8);
+
 /// The devices that come and go, restarted as a fleet of their own on each flap; what each
 /// incarnation received and sent is kept.
 pub struct Flappers {
@@ -104,7 +109,12 @@ async fn inject(
                 _ => Fault::unavailable(&["UpdateItem"]),
             };
             set_fault(dynamodb, Some(&fault)).await?;
-            tokio::time::sleep(DOWNTIME).await;
+            let downtime = if kind == "ingest-write-fails" {
+                INGEST_DOWNTIME
+            } else {
+                DOWNTIME
+            };
+            tokio::time::sleep(downtime).await;
             set_fault(dynamodb, None).await?;
         }
     }
@@ -163,7 +173,7 @@ pub async fn run(
         tokio::time::sleep_until(until.into()).await;
     }
     for kind in kinds.iter().cycle() {
-        if Instant::now() + every + DOWNTIME >= until {
+        if Instant::now() + every + INGEST_DOWNTIME >= until {
             break;
         }
         tokio::time::sleep(every).await;
