@@ -223,7 +223,10 @@ async fn twice_sends_exactly_two_replies() {
         .collect();
     assert_eq!(
         acknowledged,
-        [("r-3".to_owned(), "SUCCEEDED"), ("r-3".to_owned(), "SUCCEEDED")]
+        [
+            ("r-3".to_owned(), "SUCCEEDED"),
+            ("r-3".to_owned(), "SUCCEEDED")
+        ]
     );
     devices.shutdown().await;
     iot.shutdown().await;
