@@ -64,6 +64,8 @@ $(CARGO_FUZZ):
 tools: $(CARGO_DENY) $(CARGO_FUZZ) ## Install the pinned cargo tools (cargo-deny, cargo-fuzz) into $(TOOLS_DIR)
 
 deny: $(CARGO_DENY) ## cargo deny, offline: every dependency's licence (deny.toml), bans and sources
+	# Every platform's crates (windows-sys too) must be in the local cache for the offline check.
+	$(CARGO) fetch --locked --quiet
 	$(CARGO_DENY) --offline --locked check licenses bans sources
 
 FUZZ_SECONDS ?= 60

@@ -27,7 +27,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     assert_eq!(message["topic"].as_str(), Some(event.topic.as_str()));
-    let payload = event.payload.as_deref().expect("an error message has a payload");
+    let payload = event
+        .payload
+        .as_deref()
+        .expect("an error message has a payload");
     assert_eq!(message["base64OriginalPayload"].as_str(), Some(payload));
-    assert!(base64::engine::general_purpose::STANDARD.decode(payload).is_ok());
+    assert!(base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .is_ok());
 });

@@ -21,11 +21,36 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    check(text, DeviceId::parse(text).ok().as_ref().map(|i| i.as_str()), b":_-", 128);
-    check(text, MethodName::parse(text).ok().as_ref().map(|i| i.as_str()), b"_-", 64);
-    check(text, CommandId::parse(text).ok().as_ref().map(|i| i.as_str()), b"_-", 64);
-    check(text, ExecutionId::parse(text).ok().as_ref().map(|i| i.as_str()), b"_-", 64);
-    check(text, RequestId::parse(text).ok().as_ref().map(|i| i.as_str()), b"_-", 64);
+    check(
+        text,
+        DeviceId::parse(text).ok().as_ref().map(|i| i.as_str()),
+        b":_-",
+        128,
+    );
+    check(
+        text,
+        MethodName::parse(text).ok().as_ref().map(|i| i.as_str()),
+        b"_-",
+        64,
+    );
+    check(
+        text,
+        CommandId::parse(text).ok().as_ref().map(|i| i.as_str()),
+        b"_-",
+        64,
+    );
+    check(
+        text,
+        ExecutionId::parse(text).ok().as_ref().map(|i| i.as_str()),
+        b"_-",
+        64,
+    );
+    check(
+        text,
+        RequestId::parse(text).ok().as_ref().map(|i| i.as_str()),
+        b"_-",
+        64,
+    );
     if is_idempotency_key(text) {
         assert!(text.bytes().all(|b| (0x21..=0x7e).contains(&b)) && text.len() <= 128);
     }
