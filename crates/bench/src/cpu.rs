@@ -5,9 +5,6 @@
 
 use std::collections::BTreeMap;
 
-/// Linux's clock tick for `/proc` times (`USER_HZ`, 100 on every mainstream architecture).
-const TICKS_PER_SECOND: f64 = 100.0;
-
 const PROCESSES: [&str; 6] = [
     "invoke",
     "ingest",
@@ -23,30 +20,14 @@ pub struct Snapshot(BTreeMap<String, f64>);
 
 /// `(comm, utime + stime in seconds)` of one `/proc/.../stat`.
 fn read_stat(path: &std::path::Path) -> Option<(String, f64)> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat[open + 1..close].to_owned();
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    // After `)`: state(0) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
-    // utime(11) stime(12).
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((comm, (utime + stime) / TICKS_PER_SECOND))
+    tether_stack::procs::stat(path).map(|s| (s.name, s.cpu_seconds))
 }
 
 pub fn snapshot() -> Snapshot {
     let mut parts = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .bytes()
-            .all(|b| b.is_ascii_digit())
+    for pid in tether_stack::procs::pids() {
+        if let Some((comm, seconds)) = read_stat(std::path::Path::new(&format!("/proc/{pid}/stat")))
         {
-            continue;
-        }
-        if let Some((comm, seconds)) = read_stat(&entry.path().join("stat")) {
             if PROCESSES.contains(&comm.as_str()) {
                 *parts.entry(format!("{comm} (process)")).or_insert(0.0) += seconds;
             }

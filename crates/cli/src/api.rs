@@ -146,6 +146,11 @@ impl Client {
         })
     }
 
+    /// `GET path`: [`Client::call`] without a body or key.
+    pub async fn get(&self, path: &str) -> Result<Answer, CliError> {
+        self.call(Method::GET, path, None, None).await
+    }
+
     /// Sends `method path` with an optional JSON body and `Idempotency-Key`; a 2xx answer is
     /// returned, anything else is the error it stands for.
     pub async fn call(
@@ -225,9 +230,7 @@ impl Client {
             if let Some(token) = &token {
                 pairs.push(("nextToken".into(), token.clone()));
             }
-            let page = self
-                .call(Method::GET, &with_query(path, &pairs), None, None)
-                .await?;
+            let page = self.get(&with_query(path, &pairs)).await?;
             if let Some(page_items) = page.body.get("items").and_then(Value::as_array) {
                 items.extend(page_items.iter().cloned());
             }

@@ -300,7 +300,7 @@ impl Connection {
             Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => self.ctx.outbox.written(pkid),
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
                 if let Some(sent) = self.ctx.outbox.acknowledged(ack.pkid) {
-                    self.ctx.recorder.send(sent, |_| {});
+                    self.ctx.recorder.send(sent);
                 }
             }
             Ok(Event::Incoming(Packet::Disconnect(disconnect))) => {

@@ -214,6 +214,17 @@ struct Inner {
     limit: usize,
 }
 
+/// Appends to a log that keeps the newest `limit` entries (none when `limit` is 0).
+fn keep<T>(log: &mut VecDeque<T>, entry: T, limit: usize) {
+    if limit == 0 {
+        return;
+    }
+    if log.len() >= limit {
+        log.pop_front();
+    }
+    log.push_back(entry);
+}
+
 /// Shared by every device of a fleet. Cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
@@ -258,27 +269,18 @@ impl Recorder {
         {
             let mut inner = self.lock();
             change(inner.per_device.entry(message.device.clone()).or_default());
-            if inner.limit > 0 {
-                if inner.received.len() >= inner.limit {
-                    inner.received.pop_front();
-                }
-                inner.received.push_back(message);
-            }
+            let limit = inner.limit;
+            keep(&mut inner.received, message, limit);
         }
         self.bump();
     }
 
-    /// Logs an answer a device sent and counts it.
-    pub fn send(&self, message: Sent, change: impl FnOnce(&mut Counters)) {
+    /// Logs an answer the broker acknowledged (the counters count answers when they are sent).
+    pub fn send(&self, message: Sent) {
         {
             let mut inner = self.lock();
-            change(inner.per_device.entry(message.device.clone()).or_default());
-            if inner.limit > 0 {
-                if inner.sent.len() >= inner.limit {
-                    inner.sent.pop_front();
-                }
-                inner.sent.push_back(message);
-            }
+            let limit = inner.limit;
+            keep(&mut inner.sent, message, limit);
         }
         self.bump();
     }
@@ -394,9 +396,10 @@ mod tests {
                 status,
                 at: Instant::now(),
             };
-            recorder.send(sent, |c| {
+            recorder.count(&dev("a"), |c| {
                 *c.invoke.sent.entry(status.into()).or_default() += 1
             });
+            recorder.send(sent);
         }
 
         let sent: Vec<(String, &str)> = recorder

@@ -14,6 +14,7 @@ pub mod demo;
 pub use tether_local_dynamodb as dynamo;
 pub mod functions;
 pub mod gateway;
+pub mod procs;
 pub mod sigv4;
 pub mod soak;
 

@@ -244,9 +244,7 @@ impl Commands {
                 });
             }
             Commands::Get(id) => {
-                let answer = client
-                    .call(Method::GET, &format!("/commands/{id}"), None, None)
-                    .await?;
+                let answer = client.get(&format!("/commands/{id}")).await?;
                 out.show(&answer.body, show_command);
             }
             Commands::Update { id, body } => {

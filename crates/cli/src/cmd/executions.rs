@@ -1,7 +1,6 @@
 //! `tether executions get|list`.
 
 use clap::Subcommand;
-use reqwest::Method;
 use serde_json::Value;
 use tether_domain::{ExecutionId, ExecutionStatus};
 
@@ -96,9 +95,7 @@ impl Executions {
     pub(super) async fn run(self, client: &Client, out: Out) -> Result<Exit, CliError> {
         match self {
             Executions::Get(id) => {
-                let answer = client
-                    .call(Method::GET, &format!("/executions/{id}"), None, None)
-                    .await?;
+                let answer = client.get(&format!("/executions/{id}")).await?;
                 out.show(&answer.body, show_execution);
             }
             Executions::List { path, query, all } => {

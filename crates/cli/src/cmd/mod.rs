@@ -7,7 +7,6 @@ mod invoke;
 mod run;
 
 use clap::Args;
-use reqwest::Method;
 use serde_json::{json, Value};
 use tether_domain::api::LIST_LIMIT;
 use tether_domain::ids::{is_idempotency_key, IDEMPOTENCY_KEY_RULE};
@@ -93,16 +92,12 @@ impl Request {
         match self {
             Request::Invoke(invoke) => invoke.run(client, out).await,
             Request::Device(device) => {
-                let answer = client
-                    .call(Method::GET, &format!("/devices/{device}"), None, None)
-                    .await?;
+                let answer = client.get(&format!("/devices/{device}")).await?;
                 out.show(&answer.body, show_device);
                 Ok(Exit::Ok)
             }
             Request::Invocation(id) => {
-                let answer = client
-                    .call(Method::GET, &format!("/invocations/{id}"), None, None)
-                    .await?;
+                let answer = client.get(&format!("/invocations/{id}")).await?;
                 out.show(&answer.body, show_invocation);
                 Ok(Exit::Ok)
             }
@@ -147,9 +142,6 @@ async fn list(
         let items = client.all_pages(path, &query).await?;
         Ok(json!({ "items": items }))
     } else {
-        Ok(client
-            .call(Method::GET, &with_query(path, &query), None, None)
-            .await?
-            .body)
+        Ok(client.get(&with_query(path, &query)).await?.body)
     }
 }

@@ -202,10 +202,7 @@ async fn follow(
         tokio::time::sleep(POLL.min(until.saturating_duration_since(Instant::now()))).await;
         for t in tracked.iter_mut().filter(|t| !t.settled()) {
             let Some(id) = &t.execution else { continue };
-            match client
-                .call(Method::GET, &format!("/executions/{id}"), None, None)
-                .await
-            {
+            match client.get(&format!("/executions/{id}")).await {
                 Ok(answer) => t.record = answer.body,
                 // Recorded a moment after it started: not there yet is not an error.
                 Err(CliError::Api {

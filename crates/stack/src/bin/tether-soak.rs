@@ -110,16 +110,14 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     if let Some(dir) = json.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&markdown, report::markdown(&outcome))
-        .with_context(|| format!("writing {}", markdown.display()))?;
-    std::fs::write(
-        &json,
-        serde_json::to_string_pretty(&report::json(&outcome))?,
-    )
-    .with_context(|| format!("writing {}", json.display()))?;
-    println!("{}", report::markdown(&outcome));
+    let figures = report::Figures::of(&outcome);
+    let text = report::markdown(&outcome, &figures);
+    std::fs::write(&markdown, &text).with_context(|| format!("writing {}", markdown.display()))?;
+    let data = serde_json::to_string_pretty(&report::json(&outcome, &figures))?;
+    std::fs::write(&json, data).with_context(|| format!("writing {}", json.display()))?;
+    println!("{text}");
     println!("written: {} and {}", markdown.display(), json.display());
-    Ok(if report::passed(&outcome) {
+    Ok(if figures.passed {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE

@@ -7,7 +7,6 @@
 pub mod check;
 pub mod faults;
 pub mod observed;
-pub mod procs;
 pub mod report;
 pub mod traffic;
 
@@ -19,6 +18,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 use tether_device::{Behaviours, Fleet, FleetConfig, Kind};
 
+use crate::procs;
 use crate::Stack;
 use faults::Flappers;
 use observed::{Answered, Got, Observed, Record};

@@ -3,12 +3,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::check::{redelivered, INVARIANTS};
 use super::faults::KINDS;
-use super::procs::{drift, Drift};
+use super::observed::Record;
 use super::Outcome;
+use crate::procs::{drift, Drift};
 
 /// The goal for the resident memory of each long-lived process: end within 10 % of after
 /// warm-up.
@@ -38,6 +40,64 @@ fn table(counts: &BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
+/// The counts both reports show, computed once.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Figures {
+    /// Direct invocations by `"{method} {HTTP status}"`.
+    pub invoke: BTreeMap<String, u64>,
+    pub invoke_with_key: usize,
+    /// Fan-outs by HTTP status.
+    pub fan_out: BTreeMap<String, u64>,
+    pub executions_started: usize,
+    /// Reads by HTTP status.
+    pub reads: BTreeMap<String, u64>,
+    pub redelivered: usize,
+    /// Final records by status.
+    pub invocation_states: BTreeMap<String, u64>,
+    pub execution_states: BTreeMap<String, u64>,
+    pub faults: BTreeMap<String, u64>,
+    pub drifts: Vec<Drift>,
+    pub passed: bool,
+}
+
+fn states(records: &BTreeMap<String, Record>) -> BTreeMap<String, u64> {
+    count_by(
+        records
+            .values()
+            .map(|r| r.state().unwrap_or("(none)").to_owned()),
+    )
+}
+
+impl Figures {
+    pub fn of(outcome: &Outcome) -> Self {
+        let o = &outcome.observed;
+        let drifts = drift(&outcome.samples);
+        Self {
+            invoke: count_by(
+                o.calls
+                    .iter()
+                    .map(|c| format!("{} {}", c.method, c.http.status)),
+            ),
+            invoke_with_key: o.calls.iter().filter(|c| c.key.is_some()).count(),
+            fan_out: count_by(o.runs.iter().map(|r| r.http.status.to_string())),
+            executions_started: o
+                .runs
+                .iter()
+                .flat_map(|r| &r.executions)
+                .filter(|e| e.execution_id.is_some())
+                .count(),
+            reads: count_by(o.reads.iter().map(|r| r.http.status.to_string())),
+            redelivered: redelivered(o),
+            invocation_states: states(&o.invocations),
+            execution_states: states(&o.executions),
+            faults: count_by(o.windows.iter().map(|w| w.kind.to_owned())),
+            passed: outcome.violations.is_empty() && fd_growth(&drifts).is_empty(),
+            drifts,
+        }
+    }
+}
+
 /// Process groups whose open descriptors grew.
 pub fn fd_growth(drifts: &[Drift]) -> Vec<&Drift> {
     drifts
@@ -46,17 +106,11 @@ pub fn fd_growth(drifts: &[Drift]) -> Vec<&Drift> {
         .collect()
 }
 
-/// Whether the run passed: no invariant broken and no descriptor growth.
-pub fn passed(outcome: &Outcome) -> bool {
-    outcome.violations.is_empty() && fd_growth(&drift(&outcome.samples)).is_empty()
-}
-
 /// The figures, as JSON.
-pub fn json(outcome: &Outcome) -> Value {
+pub fn json(outcome: &Outcome, figures: &Figures) -> Value {
     let o = &outcome.observed;
-    let drifts = drift(&outcome.samples);
     json!({
-        "passed": passed(outcome),
+        "passed": figures.passed,
         "config": {
             "durationSeconds": outcome.config.duration.as_secs(),
             "devices": outcome.config.devices,
@@ -68,36 +122,35 @@ pub fn json(outcome: &Outcome) -> Value {
         "trafficSeconds": outcome.traffic_seconds,
         "totalSeconds": outcome.total_seconds,
         "requests": {
-            "invoke": count_by(o.calls.iter().map(|c| format!("{} {}", c.method, c.http.status))),
-            "invokeWithKey": o.calls.iter().filter(|c| c.key.is_some()).count(),
-            "fanOut": count_by(o.runs.iter().map(|r| r.http.status.to_string())),
-            "executionsStarted": o.runs.iter().flat_map(|r| &r.executions).filter(|e| e.execution_id.is_some()).count(),
-            "reads": count_by(o.reads.iter().map(|r| r.http.status.to_string())),
+            "invoke": figures.invoke,
+            "invokeWithKey": figures.invoke_with_key,
+            "fanOut": figures.fan_out,
+            "executionsStarted": figures.executions_started,
+            "reads": figures.reads,
         },
         "devices": {
             "received": o.got.len(),
             "answered": o.answered.len(),
-            "redelivered": redelivered(o),
+            "redelivered": figures.redelivered,
         },
         "records": {
-            "invocations": count_by(o.invocations.values().map(|r| r.state().unwrap_or("(none)").to_owned())),
-            "executions": count_by(o.executions.values().map(|r| r.state().unwrap_or("(none)").to_owned())),
+            "invocations": figures.invocation_states,
+            "executions": figures.execution_states,
         },
-        "faults": count_by(o.windows.iter().map(|w| w.kind.to_owned())),
+        "faults": figures.faults,
         "deadLetters": {
             "replayed": outcome.schedule.replayed,
             "replayFailures": outcome.schedule.replay_failed,
             "left": o.dead_letters.len(),
         },
         "violations": outcome.violations,
-        "processes": drifts,
+        "processes": figures.drifts,
     })
 }
 
 /// `SOAK.md`.
-pub fn markdown(outcome: &Outcome) -> String {
+pub fn markdown(outcome: &Outcome, figures: &Figures) -> String {
     let c = &outcome.config;
-    let drifts = drift(&outcome.samples);
     let mut md = String::new();
     let _ = writeln!(md, "# Soak\n");
     let _ = writeln!(
@@ -109,7 +162,7 @@ pub fn markdown(outcome: &Outcome) -> String {
         md,
         "**{}** — {} invariant violation(s); {:.0} s of traffic ({:.0} s in all) against {} \
          steady and {} flapping devices, {} callers, a fault every {} s (seed {}).\n",
-        if passed(outcome) { "PASSED" } else { "FAILED" },
+        if figures.passed { "PASSED" } else { "FAILED" },
         outcome.violations.len(),
         outcome.traffic_seconds,
         outcome.total_seconds,
@@ -120,78 +173,61 @@ pub fn markdown(outcome: &Outcome) -> String {
         c.seed,
     );
 
-    requests(&mut md, outcome);
-    faults(&mut md, outcome);
+    requests(&mut md, outcome, figures);
+    faults(&mut md, outcome, figures);
     invariants(&mut md, outcome);
-    memory(&mut md, &drifts);
+    memory(&mut md, &figures.drifts);
     md
 }
 
-fn requests(md: &mut String, outcome: &Outcome) {
+fn requests(md: &mut String, outcome: &Outcome, figures: &Figures) {
     let o = &outcome.observed;
     let _ = writeln!(md, "## Requests\n");
     let _ = writeln!(md, "| kind | count | by outcome |\n|---|---:|---|");
-    let invokes = count_by(
-        o.calls
-            .iter()
-            .map(|c| format!("{} {}", c.method, c.http.status)),
-    );
     let _ = writeln!(
         md,
         "| direct invocations | {} | {} |",
         o.calls.len(),
-        table(&invokes)
+        table(&figures.invoke)
     );
     let _ = writeln!(
         md,
         "| … with an Idempotency-Key (sent twice at once, or retried after a 503) | {} | |",
-        o.calls.iter().filter(|c| c.key.is_some()).count()
+        figures.invoke_with_key
     );
     let _ = writeln!(
         md,
         "| Commands fan-outs (5 devices, waiting) | {} | {} |",
         o.runs.len(),
-        table(&count_by(o.runs.iter().map(|r| r.http.status.to_string())))
+        table(&figures.fan_out)
     );
     let _ = writeln!(
         md,
         "| executions started | {} | |",
-        o.runs
-            .iter()
-            .flat_map(|r| &r.executions)
-            .filter(|e| e.execution_id.is_some())
-            .count()
+        figures.executions_started
     );
     let _ = writeln!(
         md,
         "| reads (records, presence, lists) | {} | {} |",
         o.reads.len(),
-        table(&count_by(o.reads.iter().map(|r| r.http.status.to_string())))
+        table(&figures.reads)
     );
     let _ = writeln!(
         md,
         "\nDevices received {} requests ({} redelivered under the same id) and sent {} answers. \
          Final records: invocations {}; executions {}.\n",
         o.got.len(),
-        redelivered(o),
+        figures.redelivered,
         o.answered.len(),
-        table(&count_by(
-            o.invocations
-                .values()
-                .map(|r| r.state().unwrap_or("(none)").to_owned())
-        )),
-        table(&count_by(
-            o.executions
-                .values()
-                .map(|r| r.state().unwrap_or("(none)").to_owned())
-        )),
+        table(&figures.invocation_states),
+        table(&figures.execution_states),
     );
 }
 
-fn faults(md: &mut String, outcome: &Outcome) {
+fn faults(md: &mut String, outcome: &Outcome, figures: &Figures) {
     let o = &outcome.observed;
     let _ = writeln!(md, "## Faults injected\n");
-    let faults = count_by(o.windows.iter().map(|w| w.kind.to_owned()));
+    let faults = &figures.faults;
     let _ = writeln!(md, "| fault | times |\n|---|---:|");
     for kind in KINDS {
         let _ = writeln!(

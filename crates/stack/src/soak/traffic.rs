@@ -29,8 +29,10 @@ pub struct Log {
     pub calls: Vec<Call>,
     pub runs: Vec<Run>,
     pub reads: Vec<Read>,
-    /// Request and execution ids seen, for reads.
-    recent: Vec<String>,
+    /// Request ids seen, for reads.
+    invocations: Vec<String>,
+    /// Execution ids seen, for reads.
+    executions: Vec<String>,
 }
 
 pub struct Traffic {
@@ -39,7 +41,7 @@ pub struct Traffic {
     clock: Clock,
     devices: Vec<String>,
     flappers: Vec<String>,
-    /// Commands to fan out: (command id, method its payload names).
+    /// The commands the fan-outs start.
     commands: Vec<String>,
     nonces: AtomicU64,
     pub log: Mutex<Log>,
@@ -188,7 +190,7 @@ impl Traffic {
             None => vec![call(None).await],
         };
         let mut log = self.log();
-        log.recent
+        log.invocations
             .extend(calls.iter().filter_map(|c| c.request_id.clone()));
         log.calls.extend(calls);
     }
@@ -228,7 +230,7 @@ impl Traffic {
             })
             .collect();
         let mut log = self.log();
-        log.recent
+        log.executions
             .extend(executions.iter().filter_map(|e| e.execution_id.clone()));
         log.runs.push(Run {
             command,
@@ -239,16 +241,19 @@ impl Traffic {
     }
 
     async fn read(&self, rng: &mut fastrand::Rng) {
-        let recent = {
-            let log = self.log();
-            (!log.recent.is_empty()).then(|| pick(rng, &log.recent).clone())
-        };
         let device = pick(rng, &self.devices);
-        let path = match (rng.u32(..4), recent) {
-            (0, Some(id)) if id.contains('-') => format!("/executions/{id}"),
-            (0 | 1, Some(id)) if !id.contains('-') => format!("/invocations/{id}"),
-            (2, _) => format!("/devices/{device}/executions"),
-            _ => format!("/devices/{device}"),
+        let path = {
+            let log = self.log();
+            match rng.u32(..4) {
+                0 if !log.executions.is_empty() => {
+                    format!("/executions/{}", pick(rng, &log.executions))
+                }
+                1 if !log.invocations.is_empty() => {
+                    format!("/invocations/{}", pick(rng, &log.invocations))
+                }
+                2 => format!("/devices/{device}/executions"),
+                _ => format!("/devices/{device}"),
+            }
         };
         let answer = self.send(&path, None, None).await;
         self.log().reads.push(Read {

@@ -1,10 +1,54 @@
-//! Memory and open files of the soak's long-lived processes, from `/proc`: this process (the
-//! gateway, local-iot, the DynamoDB endpoint and the devices run in it) and every process
-//! below it (`cargo lambda watch` and the functions it runs).
+//! The local stack's processes as `/proc` shows them: one reader of `/proc/{pid}/stat` (name,
+//! parent, CPU time; the benchmark's CPU shares use it too), and the memory and open files of
+//! this process (the gateway, local-iot, the DynamoDB endpoint and the devices run in it) and
+//! every process below it (`cargo lambda watch` and the functions it runs), which the soak
+//! samples.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Serialize;
+
+/// Linux's clock tick for `/proc` times (`USER_HZ`, 100 on every mainstream architecture).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// What one `/proc/{pid}/stat` (or `/proc/{pid}/task/{tid}/stat`) says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stat {
+    /// The command name (`comm`).
+    pub name: String,
+    pub parent: u32,
+    /// User and system time so far.
+    pub cpu_seconds: f64,
+}
+
+/// Reads a stat file: `pid (comm) state ppid … utime stime …`; comm may hold spaces and
+/// parentheses, so the fields are counted from the last `)`.
+pub fn stat(path: &Path) -> Option<Stat> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    // After `)`: state(0) ppid(1) pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+    // utime(11) stime(12).
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some(Stat {
+        name: text[open + 1..close].to_owned(),
+        parent: fields.get(1)?.parse().ok()?,
+        cpu_seconds: (utime + stime) / TICKS_PER_SECOND,
+    })
+}
+
+/// The numeric entries of `/proc`: every process's id.
+pub fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect()
+}
 
 /// One look at the processes, summed by process name.
 #[derive(Debug, Clone, Serialize)]
@@ -29,30 +73,10 @@ pub struct Drift {
 }
 
 fn children_of(root: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if let Some(ppid) = ppid {
-            parent_of.push((pid, ppid));
-        }
-    }
+    let parent_of: Vec<(u32, u32)> = pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid, stat(Path::new(&format!("/proc/{pid}/stat")))?.parent)))
+        .collect();
     let mut found = vec![root];
     let mut i = 0;
     while i < found.len() {
@@ -152,6 +176,14 @@ pub fn drift(samples: &[Sample]) -> Vec<Drift> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_stat_names_it_and_its_parent() {
+        let own = stat(Path::new("/proc/self/stat")).unwrap();
+        assert_eq!(own.parent, std::os::unix::process::parent_id());
+        assert!(!own.name.is_empty());
+        assert!(own.cpu_seconds >= 0.0);
+    }
 
     #[test]
     fn this_process_is_sampled() {
