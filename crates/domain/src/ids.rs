@@ -146,6 +146,11 @@ id_type!(
     RequestId, "requestId", 64, "[a-zA-Z0-9_-]", b"_-"
 );
 
+id_type!(
+    /// An AWS IoT job id: 1–64 characters of `[a-zA-Z0-9_-]`.
+    JobId, "jobId", 64, "[a-zA-Z0-9_-]", b"_-"
+);
+
 /// Where Tether's commands live in the account's AWS IoT Commands: the API's `commandId` is
 /// stored in AWS IoT as `{prefix}{commandId}` (`COMMAND_ID_PREFIX`, the template's
 /// `CommandIdPrefix`), so the commands role can be scoped to `command/{prefix}*` and Tether
@@ -207,6 +212,13 @@ impl RequestId {
     /// A fresh random request id: 32 lower-case hex digits (a v4 UUID without dashes).
     pub fn random() -> Self {
         Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+}
+
+impl JobId {
+    /// A fresh random job id, a v4 UUID.
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().hyphenated().to_string())
     }
 }
 

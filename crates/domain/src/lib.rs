@@ -6,6 +6,8 @@
 //!   here, so no unchecked text ever reaches a topic name.
 //! - [`status`]: the execution status machine of AWS IoT Commands, the direct-invocation
 //!   statuses, and the precedence rule that makes out-of-order delivery converge.
+//! - [`jobs`]: AWS IoT Jobs: job-execution statuses, their transitions, the device topics
+//!   under `$aws/things/{thing}/jobs/` and the job event topics.
 //! - [`topics`]: builders and parsers for every topic Tether publishes or listens to.
 //! - [`api`]: the HTTP API's request and response shapes, and their limits.
 //! - [`reply`]: what devices send back (direct-invoke replies, Commands responses).
@@ -16,6 +18,7 @@ pub mod api;
 pub mod clock;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod parameter;
 pub mod reply;
 pub mod rule_event;
@@ -23,5 +26,7 @@ pub mod status;
 pub mod topics;
 
 pub use error::{ApiError, Problem};
-pub use ids::{CommandId, CommandScope, DeviceId, ExecutionId, IdError, MethodName, RequestId};
+pub use ids::{
+    CommandId, CommandScope, DeviceId, ExecutionId, IdError, JobId, MethodName, RequestId,
+};
 pub use status::{ExecutionStatus, InvocationStatus, Phase, Source, StatusReason};

@@ -5,6 +5,10 @@
 //! tracker. As in AWS IoT Core, devices may not publish on the reserved event topics
 //! (`$aws/events/...`): only the emulator's own connections write there, and a device's
 //! publish is refused (MQTT 5: PUBACK "not authorized").
+//!
+//! Requests to AWS IoT Jobs (`$aws/things/{thing}/jobs/...`) are handed to the Jobs service with
+//! the id of the client that sent them ([`JobsRequest`]), and [`Direct`] delivers the answer to
+//! that client even when it has not subscribed to the answer's topic, as AWS IoT does.
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -15,11 +19,13 @@ use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
-use rmqtt::types::{PublishAclResult, Reason};
+use rmqtt::types::{CodecPublish, From as Sender, Publish, PublishAclResult, QoS, Reason};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use tether_domain::clock::now_ms;
+use tether_domain::jobs::JobTopic;
+use tether_domain::topics::filter_matches;
 
 /// A client came or went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +58,7 @@ impl Broker {
     pub async fn start(
         port: u16,
         events: mpsc::UnboundedSender<ConnEvent>,
+        jobs: mpsc::UnboundedSender<JobsRequest>,
     ) -> anyhow::Result<Self> {
         let scx = ServerContext::new().build().await;
         let register = scx.extends.hook_mgr().register();
@@ -69,6 +76,9 @@ impl Broker {
         register
             .add(Type::MessagePublishCheckAcl, Box::new(ReservedTopics))
             .await;
+        register
+            .add(Type::MessagePublish, Box::new(JobsRequests { jobs }))
+            .await;
         register.start().await;
 
         let (addr, task) = listen(&scx, SocketAddr::from(([127, 0, 0, 1], port)))?;
@@ -82,6 +92,13 @@ impl Broker {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Delivery straight to one client.
+    pub fn direct(&self) -> Direct {
+        Direct {
+            scx: self.scx.clone(),
+        }
     }
 
     /// Stops accepting connections, drops every client (but those whose id starts with
@@ -234,5 +251,85 @@ impl Handler for ReservedTopics {
             }
         }
         (true, acc)
+    }
+}
+
+/// A device's publish on a Jobs request topic, and who sent it.
+#[derive(Debug, Clone)]
+pub struct JobsRequest {
+    pub client_id: String,
+    pub topic: String,
+    pub payload: bytes::Bytes,
+}
+
+/// Hands every publish on a Jobs request topic to the Jobs service.
+struct JobsRequests {
+    jobs: mpsc::UnboundedSender<JobsRequest>,
+}
+
+#[async_trait]
+impl Handler for JobsRequests {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        if let Parameter::MessagePublish(Some(session), _, publish) = param {
+            let topic: &str = &publish.inner.topic;
+            if topic.starts_with("$aws/things/")
+                && JobTopic::request_filters()
+                    .iter()
+                    .any(|filter| filter_matches(filter, topic))
+            {
+                let _ = self.jobs.send(JobsRequest {
+                    client_id: session.id.client_id.to_string(),
+                    topic: topic.to_owned(),
+                    payload: publish.inner.payload.clone(),
+                });
+            }
+        }
+        (true, acc)
+    }
+}
+
+/// Delivers a message to one client, outside the subscriptions.
+#[derive(Clone)]
+pub struct Direct {
+    scx: ServerContext,
+}
+
+impl Direct {
+    /// Delivers `payload` on `topic` (QoS 1) to `client_id` if that client is connected and none
+    /// of its subscriptions matches `topic` (a subscriber gets the message through the broker's
+    /// routing, once). Returns whether it was delivered here.
+    pub async fn to_unsubscribed(
+        &self,
+        client_id: &str,
+        topic: &str,
+        payload: bytes::Bytes,
+    ) -> bool {
+        let shared = self.scx.extends.shared().await;
+        let Some(entry) = shared.iter().find(|e| &*e.id().client_id == client_id) else {
+            return false;
+        };
+        let subscribed = entry.subscriptions().await.is_some_and(|subs| {
+            subs.iter()
+                .any(|sub| filter_matches(sub.topic.as_ref(), topic))
+        });
+        if subscribed {
+            return false;
+        }
+        let publish = Publish {
+            inner: Box::new(CodecPublish {
+                dup: false,
+                retain: false,
+                qos: QoS::AtLeastOnce,
+                topic: topic.into(),
+                packet_id: None,
+                payload,
+                properties: Some(Default::default()),
+            }),
+            target_clientid: None,
+            delay_interval: None,
+            create_time: Some(now_ms()),
+        };
+        let from = Sender::from_system(entry.id().clone());
+        entry.publish(from, publish).await.is_ok()
     }
 }

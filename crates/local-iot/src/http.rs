@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 use crate::aws::AwsError;
 use crate::commands::Commands;
+use crate::jobs::Jobs;
 use crate::link::{Link, Outgoing};
 use crate::presence::Connections;
 use crate::rules::Delivery;
@@ -32,6 +33,7 @@ use crate::rules::Delivery;
 #[derive(Clone)]
 pub struct Services {
     pub commands: Commands,
+    pub jobs: Jobs,
     pub connections: Connections,
     pub publisher: Link,
     /// Rule delivery, with its dead letters.
@@ -81,6 +83,20 @@ pub fn router(services: Services) -> Router {
             "/command-executions/{id}",
             get(get_execution).delete(delete_execution),
         )
+        .route("/jobs", get(list_jobs))
+        .route(
+            "/jobs/{id}",
+            put(create_job).get(describe_job).delete(delete_job),
+        )
+        .route("/jobs/{id}/cancel", put(cancel_job))
+        .route("/jobs/{id}/things", get(job_executions))
+        .route("/jobs/{id}/job-document", get(job_document))
+        .route("/things/{thing}/jobs", get(thing_jobs))
+        .route(
+            "/things/{thing}/jobs/{job}",
+            get(thing_job).put(start_next).post(update_execution),
+        )
+        .route("/things/{thing}/jobs/{job}/cancel", put(cancel_execution))
         .route("/topics/{*topic}", post(publish))
         .route("/connections/{client_id}", get(get_connection))
         .route(
@@ -158,6 +174,127 @@ async fn delete_execution(
     Query(query): Query<HashMap<String, String>>,
 ) -> Reply {
     s.commands.delete_execution(&id, &query)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+type Q = Query<HashMap<String, String>>;
+
+async fn create_job(State(s): State<Services>, Path(id): Path<String>, body: Bytes) -> Reply {
+    Ok(Json(s.jobs.create_job(&id, &json_body(&body)?).await?).into_response())
+}
+
+async fn describe_job(State(s): State<Services>, Path(id): Path<String>) -> Reply {
+    Ok(Json(s.jobs.describe_job(&id)?).into_response())
+}
+
+async fn job_document(State(s): State<Services>, Path(id): Path<String>) -> Reply {
+    Ok(Json(s.jobs.job_document(&id)?).into_response())
+}
+
+async fn list_jobs(State(s): State<Services>, Query(query): Q) -> Reply {
+    Ok(Json(s.jobs.list_jobs(&query)?).into_response())
+}
+
+async fn cancel_job(
+    State(s): State<Services>,
+    Path(id): Path<String>,
+    Query(query): Q,
+    body: Bytes,
+) -> Reply {
+    Ok(Json(
+        s.jobs
+            .cancel_job_request(&id, &query, &json_body(&body)?)
+            .await?,
+    )
+    .into_response())
+}
+
+async fn delete_job(State(s): State<Services>, Path(id): Path<String>, Query(query): Q) -> Reply {
+    s.jobs.delete_job(&id, &query).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn job_executions(
+    State(s): State<Services>,
+    Path(id): Path<String>,
+    Query(query): Q,
+) -> Reply {
+    Ok(Json(s.jobs.executions_for_job(&id, &query)?).into_response())
+}
+
+/// Whether a request under `/things/{thing}/jobs` is for the device API (iot-jobs-data) rather
+/// than the control plane (iot), which share paths: by the signing name; unsigned requests
+/// are the device's.
+fn for_device(headers: &HeaderMap) -> bool {
+    signing_service(headers).is_none_or(|s| s == "iot-jobs-data")
+}
+
+/// GetPendingJobExecutions (iot-jobs-data) or ListJobExecutionsForThing (iot).
+async fn thing_jobs(
+    State(s): State<Services>,
+    Path(thing): Path<String>,
+    headers: HeaderMap,
+    Query(query): Q,
+) -> Reply {
+    if for_device(&headers) {
+        Ok(Json(s.jobs.get_pending_https(&thing)?).into_response())
+    } else {
+        Ok(Json(s.jobs.executions_for_thing(&thing, &query)?).into_response())
+    }
+}
+
+/// DescribeJobExecution, of iot-jobs-data or of iot.
+async fn thing_job(
+    State(s): State<Services>,
+    Path((thing, job)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(query): Q,
+) -> Reply {
+    if for_device(&headers) {
+        Ok(Json(s.jobs.describe_https(&thing, &job, &query)?).into_response())
+    } else {
+        Ok(Json(s.jobs.describe_execution(&thing, &job)?).into_response())
+    }
+}
+
+/// StartNextPendingJobExecution: `PUT /things/{thingName}/jobs/$next`.
+async fn start_next(
+    State(s): State<Services>,
+    Path((thing, job)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    if job != "$next" {
+        return Err(AwsError::new(
+            404,
+            "UnknownOperationException",
+            "PUT /things/{thing}/jobs/{job} is only $next",
+        ));
+    }
+    Ok(Json(s.jobs.start_next_https(&thing, &json_body(&body)?).await?).into_response())
+}
+
+async fn update_execution(
+    State(s): State<Services>,
+    Path((thing, job)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    Ok(Json(
+        s.jobs
+            .update_https(&thing, &job, &json_body(&body)?)
+            .await?,
+    )
+    .into_response())
+}
+
+async fn cancel_execution(
+    State(s): State<Services>,
+    Path((thing, job)): Path<(String, String)>,
+    Query(query): Q,
+    body: Bytes,
+) -> Reply {
+    s.jobs
+        .cancel_execution(&thing, &job, &query, &json_body(&body)?)
+        .await?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -6,6 +6,8 @@
 //! - [`link`]: the emulator's own MQTT connections to that broker;
 //! - [`presence`]: presence events and the connection table behind GetConnection;
 //! - [`commands`]: AWS IoT Commands (resources, executions, device topics, timeouts, events);
+//! - [`jobs`]: AWS IoT Jobs (control plane, device API over MQTT and HTTPS, rollout, timeouts,
+//!   abort, events);
 //! - [`http`]: the AWS REST operations (iot, iot-jobs-data, iot-data) for the real SDKs;
 //! - [`rules`]: the topic-rule engine that invokes the functions of `template.yaml`;
 //! - [`aws`]: AWS error shapes and ARNs.
@@ -14,6 +16,7 @@ pub mod aws;
 pub mod broker;
 pub mod commands;
 pub mod http;
+pub mod jobs;
 pub mod link;
 pub mod presence;
 pub mod rules;
@@ -29,6 +32,7 @@ use tokio::task::JoinHandle;
 use crate::aws::Account;
 use crate::broker::Broker;
 use crate::commands::Commands;
+use crate::jobs::Jobs;
 use crate::link::Link;
 use crate::presence::Connections;
 use crate::rules::{DeadLetters, Delivery, Rule};
@@ -56,6 +60,9 @@ pub struct Config {
     /// How long a command must have been deprecated before DeleteCommand removes it at once
     /// (AWS: 12 h).
     pub deletion_grace: Duration,
+    /// How long a Jobs minute lasts: rollout rates (`maximumPerMinute`) and the in-progress and
+    /// step timeouts count in it. One minute; tests shorten it.
+    pub jobs_minute: Duration,
 }
 
 impl Default for Config {
@@ -71,6 +78,7 @@ impl Default for Config {
             rule_backoff: Duration::from_secs(1),
             dead_letter_file: None,
             deletion_grace: Duration::from_secs(12 * 3600),
+            jobs_minute: Duration::from_secs(60),
         }
     }
 }
@@ -90,7 +98,8 @@ impl LocalIot {
     /// once all of them accept work.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         let (conn_tx, conn_rx) = mpsc::unbounded_channel();
-        let broker = Broker::start(config.mqtt_port, conn_tx)
+        let (jobs_tx, mut jobs_rx) = mpsc::unbounded_channel();
+        let broker = Broker::start(config.mqtt_port, conn_tx, jobs_tx)
             .await
             .context("starting the MQTT broker")?;
         let mqtt = broker.addr();
@@ -109,6 +118,19 @@ impl LocalIot {
             publisher.clone(),
             config.deletion_grace,
         );
+        let jobs = Jobs::new(
+            config.account.clone(),
+            publisher.clone(),
+            broker.direct(),
+            config.jobs_minute,
+        );
+        let jobs_handler = jobs.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(request) = jobs_rx.recv().await {
+                // One request at a time per emulator keeps a device's requests in order.
+                jobs_handler.device_request(request).await;
+            }
+        }));
         let (responses_link, responses_task) = hear_device_responses(mqtt, &commands).await?;
         links.push(responses_link);
         tasks.push(responses_task);
@@ -135,6 +157,7 @@ impl LocalIot {
 
         let services = http::Services {
             commands,
+            jobs,
             connections,
             publisher,
             delivery: delivery.clone(),

@@ -47,6 +47,10 @@ struct Args {
     /// (AWS: 43200); until then DeleteCommand answers 202 and the command is pending deletion.
     #[arg(long, default_value_t = 43_200)]
     deletion_grace_seconds: u64,
+    /// How many seconds a Jobs minute lasts (rollout rates, job timeouts); shorten it to watch
+    /// timeouts and rollouts happen quickly.
+    #[arg(long, default_value_t = 60.0)]
+    jobs_minute_seconds: f64,
     /// Region and account id used in ARNs.
     #[arg(long, default_value = "us-east-1")]
     region: String,
@@ -83,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         rule_backoff: Duration::from_millis(args.rule_backoff_ms),
         dead_letter_file: args.dead_letter_file,
         deletion_grace: Duration::from_secs(args.deletion_grace_seconds),
+        jobs_minute: Duration::from_secs_f64(args.jobs_minute_seconds),
     })
     .await?;
     // One line on stdout for scripts: where everything is.

@@ -16,7 +16,7 @@
 
 mod execution_queries;
 mod executions;
-mod paging;
+pub(crate) mod paging;
 mod payload;
 mod resources;
 mod state;
@@ -26,6 +26,6 @@ use serde_json::{json, Value};
 pub use state::Commands;
 
 /// Epoch milliseconds as the API writes times: epoch seconds, with a fraction.
-fn secs(ms: i64) -> Value {
+pub(crate) fn secs(ms: i64) -> Value {
     json!(ms as f64 / 1000.0)
 }

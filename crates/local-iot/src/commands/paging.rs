@@ -8,7 +8,7 @@ use base64::Engine;
 use crate::aws::AwsError;
 
 /// Pages a sorted list by the id of the last item returned.
-pub(super) fn paginate<T>(
+pub(crate) fn paginate<T>(
     items: Vec<T>,
     id: impl Fn(&T) -> &str,
     max: usize,
@@ -37,7 +37,7 @@ pub(super) fn paginate<T>(
     Ok((page, next))
 }
 
-pub(super) fn max_results(query: &HashMap<String, String>) -> Result<usize, AwsError> {
+pub(crate) fn max_results(query: &HashMap<String, String>) -> Result<usize, AwsError> {
     match query.get("maxResults") {
         None => Ok(100),
         Some(m) => m
@@ -48,7 +48,7 @@ pub(super) fn max_results(query: &HashMap<String, String>) -> Result<usize, AwsE
     }
 }
 
-pub(super) fn descending(sort: Option<&str>) -> Result<bool, AwsError> {
+pub(crate) fn descending(sort: Option<&str>) -> Result<bool, AwsError> {
     match sort {
         None | Some("ASCENDING") => Ok(false),
         Some("DESCENDING") => Ok(true),
