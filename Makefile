@@ -9,7 +9,7 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 CARGO ?= cargo
 
-.PHONY: help venv run demo test bench soak lint deny fuzz tools fmt check cli requirements clean
+.PHONY: help venv run demo test bench soak lint deny fuzz tools fmt check cli requirements clean enable-job-events
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -69,7 +69,7 @@ deny: $(CARGO_DENY) ## cargo deny, offline: every dependency's licence (deny.tom
 	$(CARGO_DENY) --offline --locked check licenses bans sources
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := http_bodies device_payloads topics parameter_values ids rule_sql dead_letters
+FUZZ_TARGETS := http_bodies device_payloads topics parameter_values ids rule_sql dead_letters jobs
 FUZZ_TARGET_DIR := $(TARGET_DIR)/fuzz
 
 fuzz: $(CARGO_FUZZ) ## cargo fuzz (nightly, libFuzzer): each target for FUZZ_SECONDS (60) from fuzz/seeds; stops at the first failure, its input in fuzz/artifacts
@@ -89,6 +89,12 @@ lint: $(VENV_STAMP) $(CARGO_DENY) ## rustfmt --check, clippy -D warnings, cargo 
 	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/sam validate --lint --template template.yaml
 	# Offline (--skip-download): no guideline links; every suppression is justified in the template.
 	$(VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+
+enable-job-events: $(VENV_STAMP) ## Deployed: turn on the account's JOB and JOB_EXECUTION events (boto3 from the venv, your AWS credentials and region), which the job rules feed to ingest
+	$(VENV)/bin/python -c 'import boto3; iot = boto3.client("iot"); \
+	iot.update_event_configurations(eventConfigurations={"JOB": {"Enabled": True}, "JOB_EXECUTION": {"Enabled": True}}); \
+	c = iot.describe_event_configurations()["eventConfigurations"]; \
+	print("JOB", c["JOB"]["Enabled"], "JOB_EXECUTION", c["JOB_EXECUTION"]["Enabled"])'
 
 cli: ## Install the `tether` command line (cargo install: into ~/.cargo/bin, on PATH)
 	$(CARGO) install --locked --path crates/cli

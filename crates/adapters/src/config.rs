@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tether_domain::topics::InvokeTopics;
-use tether_domain::CommandScope;
+use tether_domain::{CommandScope, JobScope};
 
 /// How `invoke` decides that a device is offline before publishing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,11 @@ pub struct Config {
     pub retention: Duration,
     /// `COMMAND_ID_PREFIX` (default empty): where Tether's commands live in AWS IoT.
     pub commands: CommandScope,
+    /// `JOB_ID_PREFIX` (default empty): where Tether's jobs live in AWS IoT.
+    pub jobs: JobScope,
+    /// `arn:aws:iot:{AWS_REGION}:{ACCOUNT_ID}`, to name things in AWS IoT; `None` without
+    /// `ACCOUNT_ID` (only the `jobs` function needs it).
+    pub iot_arn_prefix: Option<String>,
 }
 
 impl Config {
@@ -86,12 +91,33 @@ impl Config {
                 name: "COMMAND_ID_PREFIX",
                 problem: e.to_string(),
             })?;
+        let jobs = JobScope::new(&lookup("JOB_ID_PREFIX").unwrap_or_default()).map_err(|e| {
+            ConfigError::Invalid {
+                name: "JOB_ID_PREFIX",
+                problem: e.to_string(),
+            }
+        })?;
+        let iot_arn_prefix = match lookup("ACCOUNT_ID").filter(|a| !a.is_empty()) {
+            None => None,
+            Some(account) if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) => {
+                let region = lookup("AWS_REGION").ok_or(ConfigError::Missing("AWS_REGION"))?;
+                Some(format!("arn:aws:iot:{region}:{account}"))
+            }
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "ACCOUNT_ID",
+                    problem: format!("{other:?} is not a 12-digit AWS account id"),
+                })
+            }
+        };
         Ok(Self {
             table,
             topics,
             connectivity,
             retention: Duration::from_secs(retention_days * 24 * 3600),
             commands,
+            jobs,
+            iot_arn_prefix,
         })
     }
 }
@@ -128,5 +154,18 @@ mod tests {
         assert!(from(&[("TABLE_NAME", "t"), ("COMMAND_ID_PREFIX", "a/b")]).is_err());
         let scoped = from(&[("TABLE_NAME", "t"), ("COMMAND_ID_PREFIX", "tether-")]).unwrap();
         assert_eq!(scoped.commands.prefix(), "tether-");
+        let jobs = from(&[
+            ("TABLE_NAME", "t"),
+            ("JOB_ID_PREFIX", "tj-"),
+            ("ACCOUNT_ID", "123456789012"),
+            ("AWS_REGION", "eu-west-1"),
+        ])
+        .unwrap();
+        assert_eq!(jobs.jobs.prefix(), "tj-");
+        assert_eq!(
+            jobs.iot_arn_prefix.as_deref(),
+            Some("arn:aws:iot:eu-west-1:123456789012")
+        );
+        assert!(from(&[("TABLE_NAME", "t"), ("ACCOUNT_ID", "12")]).is_err());
     }
 }

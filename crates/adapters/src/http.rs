@@ -158,6 +158,7 @@ pub enum Function {
     Invoke,
     Commands,
     Status,
+    Jobs,
 }
 
 impl Function {
@@ -167,6 +168,7 @@ impl Function {
             Function::Invoke => "invoke",
             Function::Commands => "commands",
             Function::Status => "status",
+            Function::Jobs => "jobs",
         }
     }
 }
@@ -190,10 +192,17 @@ pub enum Route {
     ListCommandExecutions,
     StartExecutions,
     GetExecution,
+    CreateJob,
+    ListJobs,
+    GetJob,
+    DeleteJob,
+    CancelJob,
+    ListJobExecutions,
+    ListDeviceJobs,
 }
 
 impl Route {
-    pub const ALL: [Route; 12] = [
+    pub const ALL: [Route; 19] = [
         Route::Invoke,
         Route::GetInvocation,
         Route::GetDevice,
@@ -206,11 +215,18 @@ impl Route {
         Route::ListCommandExecutions,
         Route::StartExecutions,
         Route::GetExecution,
+        Route::CreateJob,
+        Route::ListJobs,
+        Route::GetJob,
+        Route::DeleteJob,
+        Route::CancelJob,
+        Route::ListJobExecutions,
+        Route::ListDeviceJobs,
     ];
 
     /// Method, path pattern and serving function.
     fn spec(self) -> (Method, &'static str, Function) {
-        use Function::{Commands, Invoke, Status};
+        use Function::{Commands, Invoke, Jobs, Status};
         match self {
             Route::Invoke => (Method::POST, "/devices/{deviceId}/invoke", Invoke),
             Route::GetInvocation => (Method::GET, "/invocations/{requestId}", Status),
@@ -226,6 +242,13 @@ impl Route {
             }
             Route::StartExecutions => (Method::POST, "/commands/{commandId}/executions", Commands),
             Route::GetExecution => (Method::GET, "/executions/{executionId}", Status),
+            Route::CreateJob => (Method::POST, "/jobs", Jobs),
+            Route::ListJobs => (Method::GET, "/jobs", Jobs),
+            Route::GetJob => (Method::GET, "/jobs/{jobId}", Jobs),
+            Route::DeleteJob => (Method::DELETE, "/jobs/{jobId}", Jobs),
+            Route::CancelJob => (Method::POST, "/jobs/{jobId}/cancel", Jobs),
+            Route::ListJobExecutions => (Method::GET, "/jobs/{jobId}/executions", Jobs),
+            Route::ListDeviceJobs => (Method::GET, "/devices/{deviceId}/jobs", Jobs),
         }
     }
 

@@ -6,6 +6,7 @@
 //!   timeouts) and clients;
 //! - [`iot`]: the IoT gateway (iot-data Publish, GetConnection) and its errors;
 //! - [`commands`]: AWS IoT Commands (control plane and StartCommandExecution) in the API's JSON;
+//! - [`jobs`]: AWS IoT Jobs (control plane) in the API's shapes;
 //! - [`http`]: the HTTP API plumbing: routing by method and path, JSON bodies, and the one place
 //!   where errors become problem+json responses.
 
@@ -14,3 +15,4 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod iot;
+pub mod jobs;

@@ -105,11 +105,14 @@ impl Env {
             store,
             commands: tether_adapters::commands::CommandsGateway::new(iot, jobs),
             topics: tether_domain::topics::InvokeTopics::new("tether")?,
+            jobs: tether_domain::JobScope::new("tether-")?,
         };
         let function_env = [
             ("TABLE_NAME", e.table.as_str()),
             ("TOPIC_PREFIX", "tether"),
             ("CONNECTIVITY_CHECK", "presence"),
+            ("JOB_ID_PREFIX", "tether-"),
+            ("ACCOUNT_ID", "000000000000"),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "local"),
             ("AWS_SECRET_ACCESS_KEY", "local"),

@@ -93,6 +93,9 @@ enum Command {
     /// Read command executions.
     #[command(subcommand)]
     Executions(cmd::ExecutionsCmd),
+    /// Persistent work for devices that may be offline (AWS IoT Jobs): create, follow, cancel.
+    #[command(subcommand)]
+    Jobs(cmd::JobsCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Example:\n  tether completions bash > ~/.local/share/bash-completion/completions/tether"
@@ -176,6 +179,7 @@ impl Cli {
             Command::Commands(c) => cmd::Request::Commands(c.check()?),
             Command::Run(args) => cmd::Request::Run(args.check()?),
             Command::Executions(c) => cmd::Request::Executions(c.check()?),
+            Command::Jobs(c) => cmd::Request::Jobs(c.check()?),
             Command::Completions { .. } => {
                 return Err(CliError::bad_input("completions are printed, not sent"))
             }

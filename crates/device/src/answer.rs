@@ -7,7 +7,10 @@
 //!   correlation data, or on `{prefix}/replies/{deviceId}/{requestId}` when there is no response
 //!   topic; there is no progress report;
 //! - Commands: a [`CommandResponse`] on `.../executions/{executionId}/response/json`, results in
-//!   the device format (lower-case `s` / `b` / `bin`).
+//!   the device format (lower-case `s` / `b` / `bin`);
+//! - Jobs: job execution updates ([`JobStep::Update`]: a status and `statusDetails`); the
+//!   transport ([`crate::jobs`] over MQTT, `device/jobs.rs` over HTTPS) adds the
+//!   `expectedVersion` and the `clientToken` when it sends one.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +19,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use serde_json::Value;
+use tether_domain::jobs::JobExecutionStatus;
 use tether_domain::reply::{CommandResponse, DeviceReply, ReplyStatus, ResultValue};
 use tether_domain::status::Lifecycle;
 use tether_domain::topics::InvokeTopics;
@@ -266,6 +270,106 @@ pub fn command(behaviour: &Behaviour, request: &Request, response_topic: &str) -
     })
 }
 
+/// The `statusDetails` key of a job's progress (`"50%"`, `"100%"`).
+pub const PROGRESS_KEY: &str = "progress";
+/// The `statusDetails` key set to `"true"` on the success of a job the device took on again
+/// after dropping its connection for it (`disconnect`).
+pub const RESUMED_KEY: &str = "resumed";
+/// The `statusDetails` keys of a failure or a rejection, from the behaviour's statusReason.
+pub const REASON_CODE_KEY: &str = "reasonCode";
+pub const REASON_DESCRIPTION_KEY: &str = "reasonDescription";
+
+/// One step of a job execution's plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobStep {
+    Sleep(Duration),
+    SleepUntil(Instant),
+    /// Update the execution to this status with these `statusDetails` (none when empty).
+    Update(JobExecutionStatus, BTreeMap<String, String>),
+    /// Drop the connection and stay offline this long.
+    Drop(Duration),
+}
+
+/// What a device does with one job execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPlan {
+    pub steps: Vec<JobStep>,
+    /// Keep going even when the cloud says the execution has ended (`late`): the device sends
+    /// its update anyway, and the cloud refuses it.
+    pub persist: bool,
+}
+
+impl JobPlan {
+    /// Whether the plan finishes the execution (sends SUCCEEDED, FAILED or REJECTED).
+    pub fn answers(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, JobStep::Update(status, _) if status.is_terminal()))
+    }
+}
+
+fn details<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// A failure or rejection reason as `statusDetails`: its code, and its description unless it
+/// is empty (a `statusDetails` value has 1 to 1024 characters).
+fn reason_details(reason: &StatusReason) -> BTreeMap<String, String> {
+    let mut out = details([(REASON_CODE_KEY, reason.reason_code.as_str())]);
+    if let Some(description) = reason.reason_description.as_deref() {
+        if !description.is_empty() {
+            out.insert(REASON_DESCRIPTION_KEY.to_owned(), description.to_owned());
+        }
+    }
+    out
+}
+
+/// The plan for a job execution. `request` carries when the execution was taken on and, as its
+/// message expiry, the seconds left before the cloud times it out
+/// (`approximateSecondsBeforeTimedOut`), which is what `late` waits out. `resumed`: the device
+/// dropped its connection for this very execution before (`disconnect`) and now finishes it.
+pub fn job(behaviour: &Behaviour, request: &Request, resumed: bool) -> JobPlan {
+    let succeeded = |resumed: bool| {
+        let mut d = details([(PROGRESS_KEY, "100%")]);
+        if resumed {
+            d.insert(RESUMED_KEY.to_owned(), "true".to_owned());
+        }
+        JobStep::Update(JobExecutionStatus::Succeeded, d)
+    };
+    if resumed {
+        return JobPlan {
+            steps: vec![succeeded(true)],
+            persist: false,
+        };
+    }
+    let steps = outline(behaviour, request)
+        .into_iter()
+        .map(|step| match step {
+            Outline::Sleep(d) => JobStep::Sleep(d),
+            Outline::SleepUntil(at) => JobStep::SleepUntil(at),
+            Outline::Drop(d) => JobStep::Drop(d),
+            Outline::Answer(Answer::Progress) => JobStep::Update(
+                JobExecutionStatus::InProgress,
+                details([(PROGRESS_KEY, "50%")]),
+            ),
+            Outline::Answer(Answer::Success) => succeeded(false),
+            Outline::Answer(Answer::Failed(reason)) => {
+                JobStep::Update(JobExecutionStatus::Failed, reason_details(reason))
+            }
+            Outline::Answer(Answer::Rejected(reason)) => {
+                JobStep::Update(JobExecutionStatus::Rejected, reason_details(reason))
+            }
+        })
+        .collect();
+    JobPlan {
+        steps,
+        persist: matches!(behaviour, Behaviour::Late(_)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,5 +572,84 @@ mod tests {
         assert_eq!(command_method(br#"{"method":5}"#), None);
         assert_eq!(command_method(br#"{"a":{"method":"x"}}"#), None);
         assert_eq!(command_method(b"\xa1"), None);
+    }
+
+    fn job_updates(plan: &JobPlan) -> Vec<(JobExecutionStatus, Value)> {
+        plan.steps
+            .iter()
+            .filter_map(|s| match s {
+                JobStep::Update(status, details) => Some((*status, json!(details))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn job_behaviours_become_updates_with_status_details() {
+        use JobExecutionStatus::*;
+        let req = request("", None);
+        let reason = StatusReason::new("LOW_BATTERY", Some("below 10%".into()));
+
+        let echo = job(&Behaviour::Echo, &req, false);
+        let progress = job(&Behaviour::Progress(Duration::from_millis(40)), &req, false);
+        let fail = job(&Behaviour::Fail(reason.clone()), &req, false);
+        let reject = job(
+            &Behaviour::Reject(StatusReason::new("BUSY", Some(String::new()))),
+            &req,
+            false,
+        );
+        let never = job(&Behaviour::Never, &req, false);
+        let disconnect = job(
+            &Behaviour::Disconnect(Duration::from_millis(9)),
+            &req,
+            false,
+        );
+        let resumed = job(&Behaviour::Disconnect(Duration::from_millis(9)), &req, true);
+
+        assert_eq!(
+            job_updates(&echo),
+            [(Succeeded, json!({"progress": "100%"}))]
+        );
+        assert_eq!(
+            job_updates(&progress),
+            [
+                (InProgress, json!({"progress": "50%"})),
+                (Succeeded, json!({"progress": "100%"}))
+            ]
+        );
+        assert_eq!(progress.steps[1], JobStep::Sleep(Duration::from_millis(40)));
+        assert_eq!(
+            job_updates(&fail),
+            [(
+                Failed,
+                json!({"reasonCode": "LOW_BATTERY", "reasonDescription": "below 10%"})
+            )]
+        );
+        assert_eq!(
+            job_updates(&reject),
+            [(Rejected, json!({"reasonCode": "BUSY"}))],
+            "an empty description is left out"
+        );
+        assert!(never.steps.is_empty() && !never.answers());
+        assert_eq!(disconnect.steps, [JobStep::Drop(Duration::from_millis(9))]);
+        assert!(!disconnect.answers());
+        assert_eq!(
+            job_updates(&resumed),
+            [(Succeeded, json!({"progress": "100%", "resumed": "true"}))]
+        );
+        assert!(echo.answers() && !echo.persist);
+    }
+
+    #[test]
+    fn a_late_job_waits_out_the_execution_timeout_and_persists() {
+        let req = request("", Some(4));
+
+        let plan = job(&Behaviour::Late(Duration::from_millis(100)), &req, false);
+
+        assert_eq!(
+            plan.steps[0],
+            JobStep::SleepUntil(req.received_at + Duration::from_millis(5100))
+        );
+        assert!(plan.persist && plan.answers());
     }
 }

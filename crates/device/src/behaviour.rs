@@ -18,6 +18,11 @@
 //!
 //! Reason codes follow the AWS IoT rule (1–64 characters of `[A-Z0-9_-]`); a description may
 //! contain colons.
+//!
+//! The same rules answer AWS IoT Jobs: a job's method is the top-level `"operation"` string of
+//! its job document, and each behaviour becomes job execution updates with `statusDetails`
+//! (`progress` reports IN_PROGRESS first, `fail` / `reject` put the reason in `statusDetails`,
+//! `never` leaves the execution to the cloud's timeout); [`crate::jobs`] has the table.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,5 +1,6 @@
 //! What a fleet needs to start: where the broker is, how to authenticate, which devices, which
-//! topics and behaviours, and the timings of readiness and reconnection.
+//! topics and behaviours, how the devices reach AWS IoT Jobs, and the timings of readiness and
+//! reconnection.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -30,6 +31,8 @@ pub enum ConfigError {
     NoDevices,
     #[error("device {0} is listed twice (two connections with one client id evict each other)")]
     DuplicateDevice(DeviceId),
+    #[error("the Jobs {what} must be longer than zero")]
+    ZeroJobsTiming { what: &'static str },
     #[error("device id {text:?} from prefix and number: {source}")]
     BadDeviceId {
         text: String,
@@ -162,6 +165,47 @@ impl Backoff {
     }
 }
 
+/// How the devices reach AWS IoT Jobs (`docs/aws-iot-reference.md` §3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JobsTransport {
+    /// The MQTT device API on the devices' own connections: `$aws/things/{thing}/jobs/...`.
+    #[default]
+    Mqtt,
+    /// The HTTPS device API (`iot-jobs-data`: StartNextPendingJobExecution,
+    /// UpdateJobExecution), polled.
+    Https,
+    /// No Jobs: the devices neither subscribe to nor ask for jobs.
+    Off,
+}
+
+/// The devices' Jobs settings.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    pub transport: JobsTransport,
+    /// HTTPS: the AWS SDK configuration (endpoint, region, credentials). `None` loads the
+    /// SDK's default chain: the environment (`AWS_ENDPOINT_URL_IOT_JOBS_DATA_PLANE`,
+    /// `AWS_REGION`, credentials), the shared config files, and so on.
+    pub sdk: Option<aws_config::SdkConfig>,
+    /// HTTPS: how long a device waits before asking again when nothing was pending (or the
+    /// service failed), and between two checks of an execution it does not finish.
+    pub poll_interval: Duration,
+    /// MQTT: how long a device waits for the answer to one of its Jobs requests before it gives
+    /// up on it (and asks for the next pending job again).
+    pub reply_timeout: Duration,
+}
+
+impl Default for JobsConfig {
+    /// MQTT, a 1 s poll interval (for HTTPS) and a 10 s answer timeout.
+    fn default() -> Self {
+        Self {
+            transport: JobsTransport::Mqtt,
+            sdk: None,
+            poll_interval: Duration::from_secs(1),
+            reply_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Everything [`crate::Fleet::start`] needs.
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
@@ -175,6 +219,8 @@ pub struct FleetConfig {
     /// Whether Commands address the devices as things or as bare MQTT clients.
     pub commands_target: TargetKind,
     pub behaviours: Behaviours,
+    /// How the devices take AWS IoT Jobs (MQTT by default).
+    pub jobs: JobsConfig,
     pub keep_alive: Duration,
     /// How long one connection attempt (TCP, TLS, CONNECT/CONNACK) may take.
     pub connect_timeout: Duration,
@@ -187,8 +233,8 @@ pub struct FleetConfig {
 }
 
 impl FleetConfig {
-    /// `devices` on `broker` with the defaults: prefix `tether`, Commands to things, every
-    /// method echoing, 30 s keep-alive and readiness timeout.
+    /// `devices` on `broker` with the defaults: prefix `tether`, Commands to things, Jobs over
+    /// MQTT, every method echoing, 30 s keep-alive and readiness timeout.
     pub fn new(broker: BrokerUrl, devices: Vec<DeviceId>) -> Self {
         Self {
             broker,
@@ -197,6 +243,7 @@ impl FleetConfig {
             topics: InvokeTopics::default(),
             commands_target: TargetKind::Thing,
             behaviours: Behaviours::default(),
+            jobs: JobsConfig::default(),
             keep_alive: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             ready_timeout: Duration::from_secs(30),
@@ -227,6 +274,16 @@ impl FleetConfig {
         }
         if self.devices.is_empty() {
             return Err(ConfigError::NoDevices);
+        }
+        if self.jobs.poll_interval.is_zero() {
+            return Err(ConfigError::ZeroJobsTiming {
+                what: "poll interval",
+            });
+        }
+        if self.jobs.reply_timeout.is_zero() {
+            return Err(ConfigError::ZeroJobsTiming {
+                what: "answer timeout",
+            });
         }
         let mut seen = std::collections::HashSet::new();
         for device in &self.devices {
@@ -340,6 +397,21 @@ mod tests {
         assert_eq!(
             FleetConfig::new(url("mqtt://h"), Vec::new()).validate(),
             Err(ConfigError::NoDevices)
+        );
+    }
+
+    #[test]
+    fn jobs_go_over_mqtt_by_default_and_their_timings_must_not_be_zero() {
+        let mut config = FleetConfig::new(url("mqtt://h"), numbered("d-", 1).unwrap());
+        assert_eq!(config.jobs.transport, JobsTransport::Mqtt);
+
+        config.jobs.poll_interval = Duration::ZERO;
+
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::ZeroJobsTiming {
+                what: "poll interval"
+            })
         );
     }
 

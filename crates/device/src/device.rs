@@ -1,12 +1,19 @@
 //! One simulated device: an MQTT 5 connection whose client id is the thing name.
 //!
 //! The connection task polls the rumqttc event loop and never blocks on anything else: on every
-//! CONNACK it subscribes again (clean start, so a reconnection starts without subscriptions), a
-//! SUBACK makes the device ready, and each request is recorded, turned into a plan by
-//! [`crate::answer`] and run in a task of its own, so a slow behaviour never holds up the
-//! connection. A lost connection is retried with [`Backoff`]; the `disconnect` behaviour drops
-//! the connection on purpose by discarding the network half of the event loop. What happens to
-//! one message (recording it, planning the answer) is in `receive`.
+//! CONNACK it subscribes again (clean start, so a reconnection starts without subscriptions; at
+//! most 8 filters per SUBSCRIBE, AWS IoT's limit), the SUBACKs make the device ready, and each
+//! request is recorded, turned into a plan by [`crate::answer`] and run in a task of its own, so
+//! a slow behaviour never holds up the connection. A lost connection is retried with
+//! [`Backoff`]; the `disconnect` behaviour drops the connection on purpose by discarding the
+//! network half of the event loop. What happens to one message (recording it, planning the
+//! answer) is in `receive`.
+//!
+//! AWS IoT Jobs run in a task of their own per device (`jobs`): over MQTT the connection task
+//! hands it the messages on the device's Jobs topics and tells it when the device is ready (so
+//! it asks for the next pending job on every connection), and the Jobs agent
+//! ([`crate::jobs`]) decides what to publish; over HTTPS the task polls the iot-jobs-data API
+//! instead.
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,12 +27,14 @@ use tether_domain::DeviceId;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use self::jobs::JobInput;
 use self::receive::receive;
 use crate::answer::Step;
 use crate::behaviour::Behaviours;
 use crate::config::Backoff;
 use crate::report::{Counters, Kind, Recorder, Sent};
 
+mod jobs;
 mod receive;
 
 /// Requests the connection task queues before a sender waits.
@@ -33,6 +42,9 @@ const CHANNEL_CAPACITY: usize = 256;
 
 /// How long a device may take to say goodbye (DISCONNECT) at shutdown.
 const GOODBYE: Duration = Duration::from_secs(2);
+
+/// The most filters AWS IoT Core accepts in one SUBSCRIBE.
+const FILTERS_PER_SUBSCRIBE: usize = 8;
 
 /// Where a device stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +75,21 @@ impl fmt::Display for DeviceState {
     }
 }
 
+/// How one device takes AWS IoT Jobs.
+#[derive(Clone)]
+pub enum JobsSetup {
+    Off,
+    /// Over its MQTT connection; an answer not in within `reply_timeout` is given up on.
+    Mqtt {
+        reply_timeout: Duration,
+    },
+    /// Over HTTPS with this iot-jobs-data client, asking every `poll_interval` when idle.
+    Https {
+        client: aws_sdk_iotjobsdataplane::Client,
+        poll_interval: Duration,
+    },
+}
+
 /// Everything one device needs.
 pub struct DeviceSetup {
     pub id: DeviceId,
@@ -72,19 +99,25 @@ pub struct DeviceSetup {
     pub behaviours: Arc<Behaviours>,
     pub recorder: Recorder,
     pub backoff: Backoff,
+    pub jobs: JobsSetup,
 }
 
 impl DeviceSetup {
     /// The device's subscriptions: its direct-invocation requests, its Commands requests in
-    /// every format, and the accepted / rejected acknowledgements of its responses.
+    /// every format, the accepted / rejected acknowledgements of its responses, and with Jobs
+    /// over MQTT `notify-next` and the answers to its Jobs requests.
     pub fn filters(&self) -> Vec<String> {
         let [accepted, rejected] = CommandTopic::ack_filters(self.target, &self.id);
-        vec![
+        let mut filters = vec![
             self.topics.request_filter(&self.id),
             CommandTopic::request_filter(self.target, &self.id),
             accepted,
             rejected,
-        ]
+        ];
+        if matches!(self.jobs, JobsSetup::Mqtt { .. }) {
+            filters.extend(crate::jobs::filters(&self.id));
+        }
+        filters
     }
 }
 
@@ -104,45 +137,49 @@ struct Context {
     control: mpsc::UnboundedSender<Control>,
     stop: watch::Receiver<bool>,
     outbox: Outbox,
+    /// The Jobs task's inbox, with Jobs over MQTT.
+    jobs: Option<mpsc::UnboundedSender<JobInput>>,
 }
 
 /// Answers between the MQTT client and the broker's PUBACK. An answer enters the sent log only
 /// once the broker has acknowledged it: with a clean start, a client drops what was not
 /// acknowledged when its connection fails, so "handed to the client" is not "published".
+/// Every QoS 1 publish of the device goes through it, so that packet ids pair with the right
+/// entries; a publish that is not an answer (a Jobs `start-next`) has no entry to log.
 #[derive(Default)]
 struct Outbox {
     /// Queued in the client, in the order the client sends them (held while queueing, so the
     /// order is the client's).
-    queued: std::sync::Mutex<std::collections::VecDeque<Sent>>,
+    queued: std::sync::Mutex<std::collections::VecDeque<Option<Sent>>>,
     /// On the wire, by packet id.
-    in_flight: std::sync::Mutex<std::collections::HashMap<u16, Sent>>,
+    in_flight: std::sync::Mutex<std::collections::HashMap<u16, Option<Sent>>>,
 }
 
 /// How long an answer waits for room in the client's queue before it counts as not sent.
 const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 impl Outbox {
-    fn queue(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Sent>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Option<Sent>>> {
         self.queued.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `reply` (QoS 1) in the client and `sent` here, in the same order.
+    /// Queues `message` (QoS 1) in the client and `sent` here, in the same order.
     async fn publish(
         &self,
         client: &AsyncClient,
-        reply: crate::answer::Reply,
-        sent: Sent,
+        message: &crate::answer::Reply,
+        sent: Option<Sent>,
     ) -> Result<(), rumqttc::v5::ClientError> {
         let until = tokio::time::Instant::now() + QUEUE_WAIT;
         loop {
             let result = {
                 let mut queued = self.queue();
                 let result = client.try_publish_with_properties(
-                    reply.topic.clone(),
+                    message.topic.clone(),
                     QoS::AtLeastOnce,
                     false,
-                    reply.payload.clone(),
-                    reply.properties.clone(),
+                    message.payload.clone(),
+                    message.properties.clone(),
                 );
                 if result.is_ok() {
                     queued.push_back(sent.clone());
@@ -174,6 +211,7 @@ impl Outbox {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&pkid)
+            .flatten()
     }
 
     /// The connection failed: what was not acknowledged is gone with it (clean start).
@@ -211,23 +249,36 @@ async fn run(
 ) {
     let (client, mut eventloop) = AsyncClient::new(setup.options.clone(), CHANNEL_CAPACITY);
     let (control_tx, mut control) = mpsc::unbounded_channel();
+    let (jobs_tx, jobs_rx) = match setup.jobs {
+        JobsSetup::Mqtt { .. } => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        _ => (None, None),
+    };
+    let filters = setup.filters();
+    let ctx = Arc::new(Context {
+        id: setup.id,
+        topics: setup.topics,
+        target: setup.target,
+        behaviours: setup.behaviours,
+        recorder: setup.recorder,
+        client,
+        control: control_tx,
+        stop: stop.clone(),
+        outbox: Outbox::default(),
+        jobs: jobs_tx,
+    });
+    jobs::spawn(ctx.clone(), setup.jobs, jobs_rx);
     let mut connection = Connection {
-        filters: setup.filters(),
+        filters,
         backoff: setup.backoff,
-        ctx: Arc::new(Context {
-            id: setup.id,
-            topics: setup.topics,
-            target: setup.target,
-            behaviours: setup.behaviours,
-            recorder: setup.recorder,
-            client,
-            control: control_tx,
-            stop: stop.clone(),
-            outbox: Outbox::default(),
-        }),
+        ctx,
         state,
         failures: 0,
         connected: false,
+        subacks: 0,
+        refused: Vec::new(),
     };
     loop {
         if *stop.borrow() {
@@ -260,6 +311,10 @@ struct Connection {
     failures: u32,
     /// Connected since the last failure or drop: only then is a goodbye owed at shutdown.
     connected: bool,
+    /// SUBACKs received since the last CONNACK (one per SUBSCRIBE of at most
+    /// [`FILTERS_PER_SUBSCRIBE`] filters), and the filters they refused.
+    subacks: usize,
+    refused: Vec<String>,
 }
 
 impl Connection {
@@ -317,38 +372,58 @@ impl Connection {
         let id = &self.ctx.id;
         self.failures = 0;
         self.connected = true;
+        self.subacks = 0;
+        self.refused.clear();
         self.state.send_replace(DeviceState::Connecting(None));
         self.ctx.recorder.count(id, |c| c.connection.connects += 1);
         tracing::debug!(device = %id, "connected; subscribing");
         let subscriber = self.ctx.client.clone();
-        let filters: Vec<Filter> = self
+        let subscriptions: Vec<Vec<Filter>> = self
             .filters
-            .iter()
-            .map(|f| Filter::new(f.clone(), QoS::AtLeastOnce))
+            .chunks(FILTERS_PER_SUBSCRIBE)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|f| Filter::new(f.clone(), QoS::AtLeastOnce))
+                    .collect()
+            })
             .collect();
-        // Not awaited here: the event loop must keep turning to send it.
+        // Not awaited here: the event loop must keep turning to send them.
         tokio::spawn(async move {
-            if let Err(err) = subscriber.subscribe_many(filters).await {
-                tracing::warn!(error = %err, "could not queue the subscription");
+            for filters in subscriptions {
+                if let Err(err) = subscriber.subscribe_many(filters).await {
+                    tracing::warn!(error = %err, "could not queue the subscription");
+                }
             }
         });
     }
 
-    /// Subscribed: ready, unless the broker refused a filter.
-    fn on_suback(&self, ack: &SubAck) {
+    /// One SUBSCRIBE answered (they are answered in order); after the last one, ready unless
+    /// the broker refused a filter.
+    fn on_suback(&mut self, ack: &SubAck) {
         let id = &self.ctx.id;
-        let refused: Vec<String> = self
-            .filters
-            .iter()
-            .zip(&ack.return_codes)
-            .filter(|(_, code)| !matches!(code, SubscribeReasonCode::Success(_)))
-            .map(|(filter, code)| format!("{filter} ({code:?})"))
-            .collect();
-        if refused.is_empty() {
+        let Some(chunk) = self.filters.chunks(FILTERS_PER_SUBSCRIBE).nth(self.subacks) else {
+            return;
+        };
+        self.subacks += 1;
+        self.refused.extend(
+            chunk
+                .iter()
+                .zip(&ack.return_codes)
+                .filter(|(_, code)| !matches!(code, SubscribeReasonCode::Success(_)))
+                .map(|(filter, code)| format!("{filter} ({code:?})")),
+        );
+        if self.subacks < self.filters.len().div_ceil(FILTERS_PER_SUBSCRIBE) {
+            return;
+        }
+        if self.refused.is_empty() {
             tracing::debug!(device = %id, "subscribed; ready");
             self.state.send_replace(DeviceState::Ready);
+            if let Some(jobs) = &self.ctx.jobs {
+                let _ = jobs.send(JobInput::Ready);
+            }
         } else {
-            let reason = refused.join(", ");
+            let reason = self.refused.join(", ");
             tracing::error!(device = %id, %reason, "subscription refused");
             self.state.send_replace(DeviceState::Refused(reason));
         }
@@ -418,11 +493,13 @@ struct Plan {
 
 fn count_sent(counters: &mut Counters, plan: (Kind, bool), status: &str) {
     let (kind, fallback) = plan;
-    if kind == Kind::Invoke {
-        counters.invoke.fallback_topic += u64::from(fallback);
-        *counters.invoke.sent.entry(status.to_owned()).or_default() += 1;
-    } else {
-        *counters.commands.sent.entry(status.to_owned()).or_default() += 1;
+    match kind {
+        Kind::Invoke => {
+            counters.invoke.fallback_topic += u64::from(fallback);
+            *counters.invoke.sent.entry(status.to_owned()).or_default() += 1;
+        }
+        Kind::Job => *counters.jobs.sent.entry(status.to_owned()).or_default() += 1,
+        _ => *counters.commands.sent.entry(status.to_owned()).or_default() += 1,
     }
 }
 
@@ -445,7 +522,7 @@ async fn execute(ctx: &Context, plan: Plan) {
                     status,
                     at: std::time::Instant::now(),
                 };
-                match ctx.outbox.publish(&ctx.client, reply, sent).await {
+                match ctx.outbox.publish(&ctx.client, &reply, Some(sent)).await {
                     Ok(()) => {
                         ctx.recorder
                             .count(&ctx.id, |c| count_sent(c, counted_as, status));

@@ -1,4 +1,5 @@
-//! Many simulated devices in one process, each with its own MQTT connection.
+//! Many simulated devices in one process, each with its own MQTT connection (and, with Jobs over
+//! HTTPS, one shared iot-jobs-data client).
 //!
 //! [`Fleet::start`] returns once every device is connected and subscribed (each device's
 //! SUBACK, not a guess of how long that takes); [`Fleet::wait_until`] waits for counters to
@@ -14,8 +15,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{ConfigError, FleetConfig};
-use crate::device::{self, DeviceSetup, DeviceState};
+use crate::config::{ConfigError, FleetConfig, JobsTransport};
+use crate::device::{self, DeviceSetup, DeviceState, JobsSetup};
 use crate::report::{Received, Recorder, Sent, Summary};
 use crate::tls::{self, TlsError};
 
@@ -87,6 +88,32 @@ fn options(
     options
 }
 
+/// How the devices take jobs; for HTTPS one iot-jobs-data client for the fleet, from the
+/// configured SDK settings or the SDK's default chain (the environment).
+async fn jobs_setup(config: &FleetConfig) -> JobsSetup {
+    let jobs = &config.jobs;
+    match jobs.transport {
+        JobsTransport::Off => JobsSetup::Off,
+        JobsTransport::Mqtt => JobsSetup::Mqtt {
+            reply_timeout: jobs.reply_timeout,
+        },
+        JobsTransport::Https => {
+            let sdk = match &jobs.sdk {
+                Some(sdk) => sdk.clone(),
+                None => {
+                    aws_config::defaults(aws_config::BehaviorVersion::latest())
+                        .load()
+                        .await
+                }
+            };
+            JobsSetup::Https {
+                client: aws_sdk_iotjobsdataplane::Client::new(&sdk),
+                poll_interval: jobs.poll_interval,
+            }
+        }
+    }
+}
+
 impl Fleet {
     /// Connects every device of `config` and returns once all are subscribed, or fails with
     /// where the first unready device stood after `config.ready_timeout`.
@@ -99,6 +126,7 @@ impl Fleet {
             }
             None => None,
         };
+        let jobs = jobs_setup(&config).await;
         let recorder = Recorder::new(&config.devices, config.received_limit);
         let behaviours = Arc::new(config.behaviours.clone());
         let (stop, _) = watch::channel(false);
@@ -114,6 +142,7 @@ impl Fleet {
                     behaviours: behaviours.clone(),
                     recorder: recorder.clone(),
                     backoff: config.backoff,
+                    jobs: jobs.clone(),
                 };
                 let (state, task) = device::spawn(setup, stop.subscribe());
                 Member {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use tether_device::config::numbered;
-use tether_device::{Behaviours, BrokerUrl, Fleet, FleetConfig, TlsFiles};
+use tether_device::{Behaviours, BrokerUrl, Fleet, FleetConfig, JobsTransport, TlsFiles};
 use tether_domain::topics::{InvokeTopics, TargetKind};
 use tether_domain::DeviceId;
 
@@ -29,6 +29,25 @@ BEHAVIOURS (--behaviour METHOD=BEHAVIOUR, repeatable; METHOD is a method name or
   A Commands request's method is the top-level \"method\" string of its JSON payload; without
   one, the * behaviour answers. Commands results are {\"payload\": {\"s\": <request payload>}}.
 
+AWS IOT JOBS (--jobs-transport mqtt, the default; https; off)
+  Each device takes one job at a time. Over MQTT it subscribes to
+  $aws/things/{thing}/jobs/notify-next and the answers to its requests, asks start-next on every
+  connection (jobs queued while it was offline) and when notified, runs the job, and publishes
+  $aws/things/{thing}/jobs/{jobId}/update (status, statusDetails, expectedVersion). Over HTTPS it
+  polls StartNextPendingJobExecution every --jobs-poll-ms and calls UpdateJobExecution; the
+  endpoint, region and credentials come from the AWS SDK's environment
+  (AWS_ENDPOINT_URL_IOT_JOBS_DATA_PLANE, AWS_REGION, AWS_ACCESS_KEY_ID, ...). On AWS IoT Core
+  the device policy must allow the Jobs topics (or use --jobs-transport off).
+  The job document's top-level \"operation\" string picks the behaviour, as a method does:
+  echo, delay                  SUCCEEDED {\"progress\": \"100%\"} (after the delay)
+  progress:MS                  IN_PROGRESS {\"progress\": \"50%\"}, then SUCCEEDED MS later
+  fail:CODE:DESCRIPTION        FAILED {\"reasonCode\": CODE, \"reasonDescription\": DESCRIPTION}
+  reject:CODE:DESCRIPTION      REJECTED, with the same statusDetails
+  never                        left IN_PROGRESS until the cloud times it out or cancels it
+  twice                        SUCCEEDED twice (the cloud refuses the second)
+  late[:MARGIN_MS]             SUCCEEDED once the execution's timeout has passed
+  disconnect[:OFFLINE_MS]      drops the connection; SUCCEEDED when handed the job again
+
 CONFIG FILE (--config fleet.yaml; --behaviour rules given on the command line win)
   behaviours:
     \"*\": echo
@@ -38,6 +57,10 @@ CONFIG FILE (--config fleet.yaml; --behaviour rules given on the command line wi
 EXAMPLES
   # three devices on the local emulator (cargo run -p tether-local-iot)
   device --count 3 --behaviour 'reboot=delay:200' --behaviour '*=echo'
+  # jobs over HTTPS on the local emulator; jobs with {\"operation\": \"upgrade\"} fail
+  AWS_ENDPOINT_URL_IOT_JOBS_DATA_PLANE=http://127.0.0.1:4566 AWS_REGION=us-east-1 \\
+  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \\
+      device --count 3 --jobs-transport https --behaviour 'upgrade=fail:LOW_BATTERY:below 10%'
   # one real device on AWS IoT Core
   device --id my-thing --broker mqtts://$(aws iot describe-endpoint --endpoint-type iot:Data-ATS \\
       --query endpointAddress --output text):8883 \\
@@ -53,7 +76,8 @@ printed on stdout; once every device is connected and subscribed, one line
 /// invocations (tether/devices/{deviceId}/invoke/{method}/{requestId}, replied on the MQTT 5
 /// response topic with the correlation data) and AWS IoT Commands executions
 /// ($aws/commands/things/{thing}/executions/{id}/request/...), each with a scripted behaviour
-/// chosen by method.
+/// chosen by method, and processes AWS IoT Jobs over MQTT or HTTPS, the behaviour chosen by the
+/// job document's "operation".
 #[derive(Debug, Parser)]
 #[command(name = "device", version, after_help = EXAMPLES)]
 struct Args {
@@ -97,6 +121,17 @@ struct Args {
     /// Commands target type the devices answer as.
     #[arg(long, value_enum, default_value_t = Target::Thing)]
     commands_target: Target,
+    /// How the devices take AWS IoT Jobs (see AWS IOT JOBS below).
+    #[arg(long, env = "DEVICE_JOBS_TRANSPORT", value_enum, default_value_t = Jobs::Mqtt)]
+    jobs_transport: Jobs,
+    /// HTTPS jobs: milliseconds between two StartNextPendingJobExecution calls when nothing is
+    /// pending.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs_poll_ms: u64,
+    /// MQTT jobs: milliseconds to wait for the answer to a Jobs request before giving up on it
+    /// (and asking start-next again).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs_reply_timeout_ms: u64,
     /// MQTT keep-alive in seconds (at least 5).
     #[arg(long, default_value_t = 30)]
     keep_alive_secs: u64,
@@ -117,6 +152,16 @@ enum Target {
     Thing,
     /// $aws/commands/clients/{clientId}/...
     Client,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Jobs {
+    /// $aws/things/{thing}/jobs/... on the device's MQTT connection
+    Mqtt,
+    /// iot-jobs-data over HTTPS (aws-sdk-iotjobsdataplane), polled
+    Https,
+    /// no Jobs
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -151,6 +196,13 @@ fn fleet_config(args: &Args) -> anyhow::Result<FleetConfig> {
         Target::Thing => TargetKind::Thing,
         Target::Client => TargetKind::Client,
     };
+    config.jobs.transport = match args.jobs_transport {
+        Jobs::Mqtt => JobsTransport::Mqtt,
+        Jobs::Https => JobsTransport::Https,
+        Jobs::Off => JobsTransport::Off,
+    };
+    config.jobs.poll_interval = Duration::from_millis(args.jobs_poll_ms);
+    config.jobs.reply_timeout = Duration::from_millis(args.jobs_reply_timeout_ms);
     config.keep_alive = Duration::from_secs(args.keep_alive_secs);
     config.ready_timeout = Duration::from_millis(args.ready_timeout_ms);
     if let (Some(cert), Some(key), Some(ca)) = (&args.cert, &args.key, &args.ca) {
@@ -189,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
     for rule in config.behaviours.rules() {
         tracing::info!(%rule, "behaviour");
     }
+    tracing::info!(transport = ?config.jobs.transport, "jobs");
     let broker = config.broker.clone();
     let devices = config.devices.len();
     let fleet = Fleet::start(config).await?;

@@ -23,6 +23,15 @@ pub enum Kind {
     Accepted,
     /// The cloud rejected one of the device's Commands responses.
     Rejected,
+    /// An AWS IoT Jobs execution the device took on (a `start-next` answer with an
+    /// `execution`, or StartNextPendingJobExecution over HTTPS).
+    Job,
+    /// A `jobs/notify-next` message: the head of the device's pending jobs changed.
+    JobNotify,
+    /// The cloud accepted one of the device's job execution updates.
+    JobAccepted,
+    /// The cloud refused one of the device's Jobs requests (`start-next` or an update).
+    JobRejected,
 }
 
 /// One message a device received.
@@ -32,10 +41,12 @@ pub struct Received {
     pub kind: Kind,
     pub topic: String,
     /// The method that picked the behaviour: the topic level of a direct invocation, the
-    /// payload's `"method"` field of a Commands request; `None` when the default applied
-    /// or for acknowledgements.
+    /// payload's `"method"` field of a Commands request, the job document's `"operation"`
+    /// field of a job; `None` when the default applied or for acknowledgements.
     pub method: Option<String>,
-    /// The request id (direct invocation) or the execution id (Commands and acks).
+    /// The request id (direct invocation), the execution id (Commands and acks) or the job id
+    /// (Jobs; for `notify-next` the next job's, empty when nothing is pending; `$next` for a
+    /// refused `start-next`).
     pub id: String,
     /// The behaviour applied, as text (`delay:200`); `None` for acknowledgements.
     pub behaviour: Option<String>,
@@ -48,13 +59,15 @@ pub struct Received {
     pub at: Instant,
 }
 
-/// One answer a device handed to its MQTT client (QoS 1): a direct-invocation reply or a
-/// Commands response, with the status it reports.
+/// One answer a device sent (QoS 1, logged once the broker acknowledged it): a
+/// direct-invocation reply, a Commands response or a job execution update (over HTTPS: once
+/// the service accepted it), with the status it reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
     pub device: DeviceId,
+    /// [`Kind::Invoke`], [`Kind::Command`] or [`Kind::Job`].
     pub kind: Kind,
-    /// The request id (direct invocation) or the execution id (Commands).
+    /// The request id (direct invocation), the execution id (Commands) or the job id (Jobs).
     pub id: String,
     pub status: &'static str,
     pub at: Instant,
@@ -88,6 +101,37 @@ pub struct CommandCounters {
     pub rejected: BTreeMap<String, u64>,
 }
 
+/// AWS IoT Jobs counts. Every execution the device takes on ends in exactly one of
+/// `finished` and `abandoned`, or is still running: `received` = `finished` + `abandoned` +
+/// (0 or 1 running per device).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobCounters {
+    /// Executions taken on (a job handed out again, after a reconnection or a lost answer,
+    /// counts again).
+    pub received: u64,
+    /// Updates sent, by status (IN_PROGRESS included).
+    pub sent: BTreeMap<String, u64>,
+    /// Executions whose final update (SUCCEEDED, FAILED, REJECTED) the cloud accepted.
+    pub finished: u64,
+    /// Executions the behaviour never finishes (`never`, `disconnect`), counted when taken on.
+    pub unanswered: u64,
+    /// Executions the device let go of unfinished: the cloud ended them (timed out,
+    /// cancelled), refused an update, did not answer in time, or the device dropped its
+    /// connection on purpose (`disconnect`).
+    pub abandoned: u64,
+    /// Updates the cloud accepted.
+    pub accepted: u64,
+    /// Refusals (`/rejected` answers or HTTPS errors), by error code.
+    pub rejected: BTreeMap<String, u64>,
+    /// `start-next` requests (MQTT) or StartNextPendingJobExecution calls (HTTPS).
+    pub start_next: u64,
+    /// `start-next` answers without an execution: nothing was pending.
+    pub nothing_pending: u64,
+    /// `notify-next` messages received.
+    pub notifications: u64,
+}
+
 /// Connection counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -110,6 +154,7 @@ pub struct ConnectionCounters {
 pub struct Counters {
     pub invoke: InvokeCounters,
     pub commands: CommandCounters,
+    pub jobs: JobCounters,
     pub connection: ConnectionCounters,
 }
 
@@ -130,6 +175,17 @@ impl Counters {
         self.commands.unanswered += other.commands.unanswered;
         self.commands.accepted += other.commands.accepted;
         add_map(&mut self.commands.rejected, &other.commands.rejected);
+        let (j, o) = (&mut self.jobs, &other.jobs);
+        j.received += o.received;
+        add_map(&mut j.sent, &o.sent);
+        j.finished += o.finished;
+        j.unanswered += o.unanswered;
+        j.abandoned += o.abandoned;
+        j.accepted += o.accepted;
+        add_map(&mut j.rejected, &o.rejected);
+        j.start_next += o.start_next;
+        j.nothing_pending += o.nothing_pending;
+        j.notifications += o.notifications;
         let (c, o) = (&mut self.connection, &other.connection);
         c.connects += o.connects;
         c.dropped += o.dropped;
@@ -138,11 +194,13 @@ impl Counters {
         c.ignored += o.ignored;
     }
 
-    /// Replies or responses sent with `status`, for one kind.
+    /// Replies, responses or job updates sent with `status`, for one kind (the Jobs kinds all
+    /// count job updates).
     pub fn sent(&self, kind: Kind, status: &str) -> u64 {
         let map = match kind {
             Kind::Invoke => &self.invoke.sent,
-            _ => &self.commands.sent,
+            Kind::Command | Kind::Accepted | Kind::Rejected => &self.commands.sent,
+            Kind::Job | Kind::JobNotify | Kind::JobAccepted | Kind::JobRejected => &self.jobs.sent,
         };
         map.get(status).copied().unwrap_or(0)
     }
@@ -198,6 +256,27 @@ impl fmt::Display for Summary {
             t.commands.accepted,
             sum(&t.commands.rejected),
             statuses(&t.commands.rejected)
+        )?;
+        let j = &t.jobs;
+        writeln!(
+            f,
+            "jobs: received {}, updates sent {}{}, finished {}, unanswered {}, abandoned {}",
+            j.received,
+            sum(&j.sent),
+            statuses(&j.sent),
+            j.finished,
+            j.unanswered,
+            j.abandoned
+        )?;
+        writeln!(
+            f,
+            "jobs answers: accepted {}, rejected {}{}, start-next {} (nothing pending {}), notify-next {}",
+            j.accepted,
+            sum(&j.rejected),
+            statuses(&j.rejected),
+            j.start_next,
+            j.nothing_pending,
+            j.notifications
         )?;
         write!(
             f,
@@ -357,9 +436,18 @@ mod tests {
                 .or_default() += 1;
             c.connection.connects += 1;
         });
+        for device in ["a", "b"] {
+            recorder.count(&dev(device), |c| {
+                c.jobs.received += 1;
+                c.jobs.finished += 1;
+                *c.jobs.sent.entry("SUCCEEDED".into()).or_default() += 1;
+            });
+        }
         let summary = recorder.summary();
 
         assert_eq!(summary.devices, 2);
+        assert_eq!(summary.total.sent(Kind::Job, "SUCCEEDED"), 2);
+        assert_eq!(summary.total.jobs.finished, 2);
         assert_eq!(summary.total.sent(Kind::Invoke, "SUCCEEDED"), 3);
         assert_eq!(summary.total.commands.rejected["TerminalStateReached"], 1);
         assert_eq!(summary.per_device["a"].sent(Kind::Invoke, "SUCCEEDED"), 2);
@@ -367,6 +455,10 @@ mod tests {
         assert!(text.contains("replies sent 3 (SUCCEEDED 3)"), "{text}");
         assert!(
             text.contains("rejected 1 (TerminalStateReached 1)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jobs: received 2, updates sent 2 (SUCCEEDED 2), finished 2"),
             "{text}"
         );
     }

@@ -73,6 +73,7 @@ pub enum Resource {
     Execution,
     Invocation,
     Device,
+    Job,
 }
 
 impl Resource {
@@ -82,6 +83,7 @@ impl Resource {
             Resource::Execution => "EXECUTION_NOT_FOUND",
             Resource::Invocation => "INVOCATION_NOT_FOUND",
             Resource::Device => "DEVICE_NOT_FOUND",
+            Resource::Job => "JOB_NOT_FOUND",
         }
     }
 }
@@ -93,6 +95,7 @@ impl std::fmt::Display for Resource {
             Resource::Execution => "execution",
             Resource::Invocation => "invocation",
             Resource::Device => "device",
+            Resource::Job => "job",
         })
     }
 }

@@ -208,6 +208,48 @@ impl CommandScope {
     }
 }
 
+/// Where Tether's jobs live in the account's AWS IoT Jobs, like [`CommandScope`] for commands:
+/// the API's `jobId` is `{prefix}{jobId}` in AWS IoT (`JOB_ID_PREFIX`, the template's
+/// `JobIdPrefix`), so the jobs role can be scoped to `job/{prefix}*` and Tether never lists or
+/// changes the account's other jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobScope {
+    prefix: String,
+}
+
+impl JobScope {
+    /// A prefix of at most [`CommandScope::MAX_PREFIX`] characters of `[a-zA-Z0-9_-]`.
+    pub fn new(prefix: &str) -> Result<Self, IdError> {
+        CommandScope::new(prefix).map(|scope| Self {
+            prefix: scope.prefix,
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The AWS IoT job id of an API job id; too long with the prefix is a 400.
+    pub fn aws_id(&self, id: &JobId) -> Result<String, crate::ApiError> {
+        let aws = format!("{}{id}", self.prefix);
+        if aws.len() > 64 {
+            return Err(crate::ApiError::Validation(format!(
+                "jobId must be at most {} characters (64 less the deployment's {}-character job id prefix)",
+                64 - self.prefix.len(),
+                self.prefix.len()
+            )));
+        }
+        Ok(aws)
+    }
+
+    /// The API job id of an AWS IoT job id; `None` for a job outside the scope.
+    pub fn api_id(&self, aws_id: &str) -> Option<JobId> {
+        aws_id
+            .strip_prefix(&self.prefix)
+            .and_then(|id| JobId::parse(id).ok())
+    }
+}
+
 impl RequestId {
     /// A fresh random request id: 32 lower-case hex digits (a v4 UUID without dashes).
     pub fn random() -> Self {

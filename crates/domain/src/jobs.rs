@@ -549,3 +549,154 @@ mod tests {
         }
     }
 }
+
+/// Why a Jobs event cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobEventError {
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error("the event's {0} is missing or malformed")]
+    Field(&'static str),
+}
+
+/// A job or job-execution event as AWS IoT publishes it (`docs/aws-iot-reference.md` §3.5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobEvent {
+    pub topic: JobEventTopic,
+    pub event_id: String,
+    /// `timestamp`, epoch seconds, in milliseconds.
+    pub at_ms: i64,
+    /// The job's or the execution's status, as the event names it.
+    pub status: String,
+    /// The device of an execution event (its `thingArn`).
+    pub thing: Option<DeviceId>,
+    pub status_details: Option<std::collections::BTreeMap<String, String>>,
+    pub comment: Option<String>,
+    pub reason_code: Option<String>,
+}
+
+impl JobEvent {
+    /// Reads an event from the topic it came on and its fields.
+    pub fn parse(
+        topic: &str,
+        fields: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, JobEventError> {
+        use serde_json::Value;
+        let topic = JobEventTopic::parse(topic)?;
+        let text = |name: &'static str| -> Result<Option<String>, JobEventError> {
+            match fields.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(JobEventError::Field(name)),
+            }
+        };
+        let event_id = text("eventId")?
+            .filter(|id| (1..=128).contains(&id.len()) && !id.contains('#'))
+            .ok_or(JobEventError::Field("eventId"))?;
+        let at_ms = fields
+            .get("timestamp")
+            .and_then(Value::as_i64)
+            .and_then(|s| s.checked_mul(1000))
+            .filter(|ms| *ms >= 0)
+            .ok_or(JobEventError::Field("timestamp"))?;
+        if fields.get("jobId").and_then(Value::as_str) != Some(topic.job.as_str()) {
+            return Err(JobEventError::Field("jobId"));
+        }
+        let status = text("status")?.ok_or(JobEventError::Field("status"))?;
+        let thing = match topic.kind {
+            JobEventKind::Job => {
+                JobStatus::parse(&status).ok_or(JobEventError::Field("status"))?;
+                None
+            }
+            JobEventKind::Execution => {
+                JobExecutionStatus::parse(&status).ok_or(JobEventError::Field("status"))?;
+                let arn = text("thingArn")?.ok_or(JobEventError::Field("thingArn"))?;
+                let name = arn
+                    .split_once(":thing/")
+                    .map(|(_, name)| name)
+                    .ok_or(JobEventError::Field("thingArn"))?;
+                Some(DeviceId::parse(name).map_err(|_| JobEventError::Field("thingArn"))?)
+            }
+        };
+        let status_details = match fields.get("statusDetails") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(map)) => Some(
+                map.iter()
+                    .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                    .collect::<Option<_>>()
+                    .ok_or(JobEventError::Field("statusDetails"))?,
+            ),
+            Some(_) => return Err(JobEventError::Field("statusDetails")),
+        };
+        Ok(Self {
+            topic,
+            event_id,
+            at_ms,
+            status,
+            thing,
+            status_details,
+            comment: text("comment")?,
+            reason_code: text("reasonCode")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fields(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn execution_and_job_events_are_read() {
+        let event = JobEvent::parse(
+            "$aws/events/jobExecution/fw-7/succeeded",
+            &fields(
+                json!({"eventType": "JOB_EXECUTION", "eventId": "e-1", "timestamp": 1_700_000_000,
+                "operation": "succeeded", "jobId": "fw-7", "status": "SUCCEEDED",
+                "thingArn": "arn:aws:iot:us-east-1:1:thing/pump-1", "statusDetails": {"v": "2"}}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(event.thing.unwrap().as_str(), "pump-1");
+        assert_eq!(event.at_ms, 1_700_000_000_000);
+        assert_eq!(event.status_details.unwrap()["v"], "2");
+        let job = JobEvent::parse(
+            "$aws/events/job/fw-7/canceled",
+            &fields(
+                json!({"eventId": "e-2", "timestamp": 1, "jobId": "fw-7", "status": "CANCELED",
+                "comment": "stop", "reasonCode": "$ABORTED"}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            (job.thing, job.reason_code.as_deref()),
+            (None, Some("$ABORTED"))
+        );
+    }
+
+    #[test]
+    fn malformed_events_are_refused() {
+        let good = json!({"eventId": "e", "timestamp": 1, "jobId": "j", "status": "FAILED",
+            "thingArn": "arn:aws:iot:r:1:thing/d"});
+        let topic = "$aws/events/jobExecution/j/failed";
+        assert!(JobEvent::parse(topic, &fields(good.clone())).is_ok());
+        for (name, value) in [
+            ("eventId", json!(null)),
+            ("timestamp", json!("soon")),
+            ("jobId", json!("other")),
+            ("status", json!("DONE")),
+            ("thingArn", json!("arn:aws:iot:r:1:thinggroup/d")),
+            ("statusDetails", json!({"k": 1})),
+        ] {
+            let mut bad = good.clone();
+            bad[name] = value;
+            assert!(JobEvent::parse(topic, &fields(bad)).is_err(), "{name}");
+        }
+        assert!(JobEvent::parse("$aws/events/jobExecution/j/finished", &fields(good)).is_err());
+    }
+}

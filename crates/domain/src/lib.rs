@@ -27,6 +27,6 @@ pub mod topics;
 
 pub use error::{ApiError, Problem};
 pub use ids::{
-    CommandId, CommandScope, DeviceId, ExecutionId, IdError, JobId, MethodName, RequestId,
+    CommandId, CommandScope, DeviceId, ExecutionId, IdError, JobId, JobScope, MethodName, RequestId,
 };
 pub use status::{ExecutionStatus, InvocationStatus, Phase, Source, StatusReason};

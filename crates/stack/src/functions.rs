@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 /// The function binaries (`redrive` consumes the dead-letter queue).
-pub const FUNCTIONS: [&str; 5] = ["invoke", "ingest", "redrive", "status", "commands"];
+pub const FUNCTIONS: [&str; 6] = ["invoke", "ingest", "redrive", "status", "commands", "jobs"];
 
 /// Why the functions could not be started.
 #[derive(Debug, thiserror::Error)]

@@ -61,6 +61,9 @@ pub struct StackConfig {
     /// The API requires SigV4 signatures made with the local credentials ([`LOCAL_KEY`]),
     /// as a deployed API's IAM authorization does (`make run AUTH=sigv4`).
     pub sigv4: bool,
+    /// How long a minute of AWS IoT Jobs lasts in local-iot (rollout rates, job timeouts): a
+    /// minute, as in AWS; tests shorten it to see timeouts happen.
+    pub jobs_minute: Duration,
 }
 
 /// The local stack's AWS credentials (access key id and secret alike) and region: what its
@@ -88,6 +91,7 @@ impl StackConfig {
             concurrency: 8,
             ready_timeout: Duration::from_secs(900),
             sigv4: false,
+            jobs_minute: Duration::from_secs(60),
         }
     }
 }
@@ -219,6 +223,7 @@ async fn start_iot(config: &StackConfig, watch_port: u16) -> anyhow::Result<Loca
         // The Lambda Invoke API of the watcher (rules do not go through API Gateway).
         lambda_endpoint: format!("http://127.0.0.1:{watch_port}"),
         dead_letter_file: Some(config.log_dir.join("dead-letters.jsonl")),
+        jobs_minute: config.jobs_minute,
         ..tether_local_iot::Config::default()
     })
     .await
@@ -232,6 +237,9 @@ fn function_env(endpoints: &Endpoints) -> Vec<(String, String)> {
         ("CONNECTIVITY_CHECK", "presence"),
         // The template's default CommandIdPrefix: the API's ids map into AWS IoT as there.
         ("COMMAND_ID_PREFIX", "tether-"),
+        // The template's default JobIdPrefix, and local-iot's account.
+        ("JOB_ID_PREFIX", "tether-"),
+        ("ACCOUNT_ID", "000000000000"),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "local"),
         ("AWS_SECRET_ACCESS_KEY", "local"),

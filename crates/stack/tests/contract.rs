@@ -16,10 +16,12 @@ use std::path::PathBuf;
 use serde_json::{json, Value as Json};
 use serde_norway::Value as Yaml;
 use tether_domain::api::{
-    CommandPayload, CreateCommandRequest, DeviceConnectivity, ExecutionRecord, InvocationRecord,
-    InvokeRequest, InvokeResponse, Page, StartExecutionsRequest, StartExecutionsResponse,
-    StartedExecution, TimelineEntry, UpdateCommandRequest,
+    AbortRule, CancelJobRequest, CommandPayload, CreateCommandRequest, CreateJobRequest,
+    CreatedJob, DeviceConnectivity, ExecutionRecord, FailureType, InvocationRecord, InvokeRequest,
+    InvokeResponse, JobExecutionView, JobView, Page, RetryRule, Rollout, StartExecutionsRequest,
+    StartExecutionsResponse, StartedExecution, TimelineEntry, UpdateCommandRequest,
 };
+use tether_domain::jobs::{JobExecutionStatus, JobStatus};
 use tether_domain::topics::TargetKind;
 use tether_domain::{ExecutionStatus, InvocationStatus, Problem, StatusReason};
 
@@ -638,6 +640,46 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
                 wait_ms: None,
             }),
         ),
+        (
+            "CreateJobRequest",
+            to_json!(CreateJobRequest {
+                job_id: Some("j".into()),
+                targets: vec!["dev-1".into()],
+                document: json!({}),
+                description: Some("d".into()),
+                rollout: Some(Rollout {
+                    maximum_per_minute: 1
+                }),
+                abort: Some(vec![AbortRule {
+                    failure_type: FailureType::All,
+                    threshold_percentage: 50.0,
+                    min_executed: 1,
+                }]),
+                timeout_minutes: Some(1),
+                retry: Some(vec![RetryRule {
+                    failure_type: FailureType::Failed,
+                    retries: 1,
+                }]),
+            }),
+            to_json!(CreateJobRequest {
+                job_id: None,
+                targets: vec!["dev-1".into()],
+                document: json!({}),
+                description: None,
+                rollout: None,
+                abort: None,
+                timeout_minutes: None,
+                retry: None,
+            }),
+        ),
+        (
+            "CancelJobRequest",
+            to_json!(CancelJobRequest {
+                comment: Some("c".into()),
+                force: true,
+            }),
+            json!({}),
+        ),
     ];
     for (name, full, minimal) in requests {
         check_shape(&doc, name, full, minimal, true, &mut problems);
@@ -671,7 +713,71 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
         result: full.then(|| json!({})),
         error: full.then(|| problem.clone()),
     };
+    let job = |full: bool| JobView {
+        job_id: "j".into(),
+        status: JobStatus::Canceled,
+        description: full.then(|| "d".into()),
+        targets: full.then(|| vec!["dev-1".into()]),
+        created_at: "t".into(),
+        updated_at: full.then(|| "t".into()),
+        completed_at: full.then(|| "t".into()),
+        counts: full.then(|| BTreeMap::from([("QUEUED".to_owned(), 1)])),
+        comment: full.then(|| "c".into()),
+        reason_code: full.then(|| "$ABORTED".into()),
+        force_canceled: full,
+    };
+    let job_execution = |full: bool| JobExecutionView {
+        job_id: "j".into(),
+        device_id: "dev-1".into(),
+        status: JobExecutionStatus::Succeeded,
+        status_details: full.then(|| BTreeMap::from([("k".to_owned(), "v".to_owned())])),
+        queued_at: "t".into(),
+        started_at: full.then(|| "t".into()),
+        updated_at: "t".into(),
+        completed_at: full.then(|| "t".into()),
+        execution_number: 1,
+        timeline: full.then(|| vec![timeline(false)]),
+    };
     let responses = [
+        ("Job", to_json!(job(true)), to_json!(job(false))),
+        (
+            "JobPage",
+            to_json!(Page {
+                items: vec![job(false)],
+                next_token: Some("n".into()),
+            }),
+            to_json!(Page::<JobView> {
+                items: vec![],
+                next_token: None,
+            }),
+        ),
+        (
+            "JobExecution",
+            to_json!(job_execution(true)),
+            to_json!(job_execution(false)),
+        ),
+        (
+            "JobExecutionPage",
+            to_json!(Page {
+                items: vec![job_execution(false)],
+                next_token: Some("n".into()),
+            }),
+            to_json!(Page::<JobExecutionView> {
+                items: vec![],
+                next_token: None,
+            }),
+        ),
+        (
+            "JobCreated",
+            to_json!(CreatedJob {
+                job_id: "j".into(),
+                job_arn: "a".into(),
+            }),
+            to_json!(CreatedJob {
+                job_id: "j".into(),
+                job_arn: "a".into(),
+            }),
+        ),
         (
             "InvokeResponse",
             to_json!(InvokeResponse {
@@ -797,8 +903,9 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
 #[test]
 fn openapi_limits_are_the_limits_the_domain_enforces() {
     use tether_domain::api::{
-        DEFAULT_LIST_LIMIT, DEFAULT_TIMEOUT_MS, EXECUTION_TIMEOUT_S, LIST_LIMIT, MAX_PAYLOAD_BYTES,
-        MAX_TARGETS, TIMEOUT_MS, WAIT_MS,
+        DEFAULT_LIST_LIMIT, DEFAULT_TIMEOUT_MS, EXECUTION_TIMEOUT_S, JOB_RETRIES,
+        JOB_TIMEOUT_MINUTES, LIST_LIMIT, MAX_JOB_TARGETS, MAX_JOB_TEXT, MAX_PAYLOAD_BYTES,
+        MAX_TARGETS, ROLLOUT_PER_MINUTE, TIMEOUT_MS, WAIT_MS,
     };
     let doc = openapi();
     let at = |pointer: &str| -> Json {
@@ -809,6 +916,7 @@ fn openapi_limits_are_the_limits_the_domain_enforces() {
     let timeout = "/components/schemas/InvokeRequest/properties/timeoutMs";
     let start = "/components/schemas/StartExecutionsRequest/properties";
     let limit = "/components/parameters/Limit/schema";
+    let job = "/components/schemas/CreateJobRequest/properties";
     let expected = [
         (format!("{timeout}/minimum"), json!(TIMEOUT_MS.start())),
         (format!("{timeout}/maximum"), json!(TIMEOUT_MS.end())),
@@ -824,6 +932,24 @@ fn openapi_limits_are_the_limits_the_domain_enforces() {
         (
             format!("{start}/timeoutSeconds/maximum"),
             json!(EXECUTION_TIMEOUT_S.end()),
+        ),
+        (format!("{job}/targets/maxItems"), json!(MAX_JOB_TARGETS)),
+        (format!("{job}/description/maxLength"), json!(MAX_JOB_TEXT)),
+        (
+            format!("{job}/timeoutMinutes/minimum"),
+            json!(JOB_TIMEOUT_MINUTES.start()),
+        ),
+        (
+            format!("{job}/timeoutMinutes/maximum"),
+            json!(JOB_TIMEOUT_MINUTES.end()),
+        ),
+        (
+            "/components/schemas/Rollout/properties/maximumPerMinute/maximum".into(),
+            json!(ROLLOUT_PER_MINUTE.end()),
+        ),
+        (
+            "/components/schemas/RetryRule/properties/retries/maximum".into(),
+            json!(JOB_RETRIES.end()),
         ),
         (format!("{limit}/minimum"), json!(LIST_LIMIT.start())),
         (format!("{limit}/maximum"), json!(LIST_LIMIT.end())),

@@ -15,6 +15,15 @@ use tether_stack::Stack;
 mod common;
 use common::Api;
 
+#[path = "e2e/jobs.rs"]
+mod jobs;
+use jobs::{
+    a_job_runs_on_every_device_and_each_outcome_has_its_history,
+    a_job_times_out_in_progress_and_force_cancels_a_running_one,
+    creating_a_job_again_is_safe_and_bad_job_requests_create_nothing,
+    devices_that_fail_or_reject_a_job_say_so_and_the_abort_rule_stops_the_rest,
+};
+
 fn received_by(stack: &Stack, method: &str) -> usize {
     stack
         .fleet()
@@ -929,6 +938,10 @@ fn main() -> ExitCode {
             scenario!(a_devices_executions_list_newest_first_with_a_status_filter),
             scenario!(hostile_requests_get_a_stable_4xx_and_nothing_is_sent),
             scenario!(payloads_and_results_stay_out_of_the_info_logs),
+            scenario!(a_job_runs_on_every_device_and_each_outcome_has_its_history),
+            scenario!(creating_a_job_again_is_safe_and_bad_job_requests_create_nothing),
+            scenario!(devices_that_fail_or_reject_a_job_say_so_and_the_abort_rule_stops_the_rest),
+            scenario!(a_job_times_out_in_progress_and_force_cancels_a_running_one),
             scenario!(the_running_api_keeps_the_openapi_contract_under_generated_input),
         ],
         None,

@@ -16,11 +16,11 @@ use std::path::PathBuf;
 use serde_norway::Value as Yaml;
 
 /// Actions that AWS authorizes on no resource (`Resource: "*"` is the only form it accepts).
-const NO_RESOURCE_ACTIONS: [&str; 1] = ["iot:ListCommands"];
+const NO_RESOURCE_ACTIONS: [&str; 2] = ["iot:ListCommands", "iot:ListJobs"];
 
 /// Every action each role may take, by the logical id of its function (or role): all of them,
 /// sorted, `!If` branches included. A new action is a decision to make here, in review.
-const ROLE_ACTIONS: [(&str, &[&str]); 6] = [
+const ROLE_ACTIONS: [(&str, &[&str]); 7] = [
     (
         "InvokeFunction",
         &[
@@ -67,6 +67,20 @@ const ROLE_ACTIONS: [(&str, &[&str]); 6] = [
             "sqs:DeleteMessage",
             "sqs:GetQueueAttributes",
             "sqs:ReceiveMessage",
+        ],
+    ),
+    (
+        "JobsFunction",
+        &[
+            "dynamodb:Query",
+            "iot:CancelJob",
+            "iot:CreateJob",
+            "iot:DeleteJob",
+            "iot:DescribeJob",
+            "iot:GetJobDocument",
+            "iot:ListJobExecutionsForJob",
+            "iot:ListJobExecutionsForThing",
+            "iot:ListJobs",
         ],
     ),
     ("StatusFunction", &["dynamodb:GetItem", "dynamodb:Query"]),
@@ -288,6 +302,34 @@ fn commands_are_reached_only_under_tethers_command_id_prefix() {
 }
 
 #[test]
+fn jobs_are_reached_only_under_tethers_job_id_prefix() {
+    let doc = template();
+    let mut seen = 0;
+    for (at, s) in all_statements(&doc) {
+        for resource in strings(&s["Resource"]) {
+            if resource.contains(":job/") {
+                seen += 1;
+                assert!(
+                    resource.ends_with(":job/${JobIdPrefix}*"),
+                    "{at}: a job resource outside Tether's prefix: {resource}"
+                );
+            }
+        }
+    }
+    // JobsAndTheirTargets and TetherJobs (jobs).
+    assert!(seen >= 2, "found only {seen} job resources");
+    // The events of jobs are mapped back to API ids with the same prefix.
+    for name in ["JobsFunction", "IngestFunction", "RedriveFunction"] {
+        let env = &doc["Resources"][name]["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            render(&env["JOB_ID_PREFIX"]),
+            "!Ref JobIdPrefix",
+            "{name} does not get JOB_ID_PREFIX"
+        );
+    }
+}
+
+#[test]
 fn a_star_resource_is_only_for_actions_aws_scopes_to_no_resource() {
     let doc = template();
     for (at, s) in all_statements(&doc) {
@@ -369,10 +411,12 @@ fn device_topic_shapes(action: &str) -> &'static [(&'static str, &'static str)] 
         "iot:Subscribe" | "iot:Receive" => &[
             ("${TopicPrefix}/devices/", "/invoke/"),
             ("$aws/commands/things/", "/executions/"),
+            ("$aws/things/", "/jobs/"),
         ],
         "iot:Publish" => &[
             ("${TopicPrefix}/replies/", "/"),
             ("$aws/commands/things/", "/executions/"),
+            ("$aws/things/", "/jobs/"),
         ],
         _ => &[],
     }
@@ -412,6 +456,14 @@ fn the_device_policy_confines_a_thing_to_its_own_client_id_and_topics() {
                     );
                     continue;
                 }
+                if action.starts_with("iotjobsdata:") {
+                    assert_eq!(
+                        rest,
+                        format!("thing/{THING}"),
+                        "{action}: only the device's own thing"
+                    );
+                    continue;
+                }
                 let kind = if action == "iot:Subscribe" {
                     "topicfilter/"
                 } else {
@@ -441,9 +493,18 @@ fn the_device_policy_confines_a_thing_to_its_own_client_id_and_topics() {
             );
         }
     }
-    let expected: BTreeSet<String> = ["iot:Connect", "iot:Publish", "iot:Receive", "iot:Subscribe"]
-        .map(str::to_owned)
-        .into();
+    let expected: BTreeSet<String> = [
+        "iot:Connect",
+        "iot:Publish",
+        "iot:Receive",
+        "iot:Subscribe",
+        "iotjobsdata:DescribeJobExecution",
+        "iotjobsdata:GetPendingJobExecutions",
+        "iotjobsdata:StartNextPendingJobExecution",
+        "iotjobsdata:UpdateJobExecution",
+    ]
+    .map(str::to_owned)
+    .into();
     assert_eq!(actions, expected, "the device policy's actions");
 }
 

@@ -6,12 +6,14 @@
 //! - `keys`: the partition, sort and index keys of records and timeline entries;
 //! - [`records`]: execution and invocation records with their timelines: conditional,
 //!   idempotent, order-safe status writes; reads; per-device and per-command listings;
+//! - [`jobs`]: the history of AWS IoT Jobs from their events;
 //! - [`presence`]: device connectivity from presence events;
 //! - `token`: opaque, partition-bound pagination tokens;
 //! - [`error`]: the store's error type and its mapping to API errors.
 
 pub mod error;
 mod item;
+pub mod jobs;
 mod keys;
 pub mod presence;
 pub mod records;
@@ -19,6 +21,7 @@ pub mod schema;
 mod token;
 
 pub use error::{FailureKind, StoreError};
+pub use jobs::JobHistory;
 pub use presence::PresenceEvent;
 pub use records::{
     Begin, ListBy, Outcome, RecordKey, RecordMeta, StatusChange, Store, INVALID_REPLY,

@@ -4,6 +4,7 @@
 mod commands;
 mod executions;
 mod invoke;
+mod jobs;
 mod run;
 
 use clap::Args;
@@ -20,6 +21,7 @@ pub use commands::{Commands, CommandsCmd};
 pub use executions::{Executions, ExecutionsCmd};
 use invoke::{show_device, show_invocation};
 pub use invoke::{Invoke, InvokeArgs};
+pub use jobs::{Jobs, JobsCmd};
 pub use run::{Run, RunArgs, POLL};
 
 fn domain(err: ApiError) -> CliError {
@@ -85,6 +87,7 @@ pub enum Request {
     Commands(Commands),
     Run(Run),
     Executions(Executions),
+    Jobs(Jobs),
 }
 
 impl Request {
@@ -104,6 +107,7 @@ impl Request {
             Request::Commands(commands) => commands.run(client, out).await,
             Request::Run(run) => run.run(client, out).await,
             Request::Executions(executions) => executions.run(client, out).await,
+            Request::Jobs(jobs) => jobs.run(client, out).await,
         }
     }
 }

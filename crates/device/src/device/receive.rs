@@ -1,11 +1,13 @@
 //! What a device does with a message: records it, and turns a request into the plan that
-//! answers it.
+//! answers it; a message on the device's Jobs topics goes to its Jobs task instead.
 
 use rumqttc::v5::mqttbytes::v5::Publish;
 use serde_json::Value;
+use tether_domain::jobs::JobTopic;
 use tether_domain::topics::{CommandAction, CommandTopic, RequestTopic, ResponseFormat};
 use tokio::time::Instant;
 
+use super::jobs::JobInput;
 use super::{Context, Plan};
 use crate::answer::{self, ReplyTo, Request};
 use crate::report::{Kind, Received};
@@ -51,6 +53,19 @@ pub(super) fn receive(ctx: &Context, publish: Publish) -> Option<Plan> {
             return None;
         }
         return Some(receive_invoke(ctx, &publish, &topic, request));
+    }
+
+    if let Ok(job_topic) = JobTopic::parse(&topic) {
+        match &ctx.jobs {
+            Some(jobs) if job_topic.thing == *id => {
+                let _ = jobs.send(JobInput::Message {
+                    topic,
+                    payload: publish.payload.clone(),
+                });
+            }
+            _ => ctx.recorder.count(id, |c| c.connection.ignored += 1),
+        }
+        return None;
     }
 
     let command = match CommandTopic::parse(&topic) {

@@ -7,6 +7,7 @@
 //! - `invoke`: the direct invocation's body and answer;
 //! - `commands`: command resources (create, update, show) and the payload they send;
 //! - `executions`: starting executions on targets, and what each target got;
+//! - `jobs`: AWS IoT Jobs: the create and cancel bodies, a job and its executions;
 //! - `records`: the histories of executions and invocations, and device connectivity;
 //! - `paging`: list pages and the list routes' query.
 
@@ -17,6 +18,7 @@ use crate::error::ApiError;
 mod commands;
 mod executions;
 mod invoke;
+mod jobs;
 mod paging;
 mod records;
 
@@ -28,6 +30,11 @@ pub use executions::{
     StartExecutions, StartExecutionsRequest, StartExecutionsResponse, StartedExecution,
 };
 pub use invoke::{Invocation, InvokeRequest, InvokeResponse};
+pub use jobs::{
+    AbortRule, CancelJobRequest, CreateJobRequest, CreatedJob, FailureType, JobExecutionView,
+    JobView, NewJob, RetryRule, Rollout, JOB_RETRIES, JOB_TIMEOUT_MINUTES, MAX_JOB_DOCUMENT_BYTES,
+    MAX_JOB_TARGETS, MAX_JOB_TEXT, ROLLOUT_PER_MINUTE,
+};
 pub use paging::{ListQuery, Page};
 pub use records::{DeviceConnectivity, ExecutionRecord, InvocationRecord, TimelineEntry};
 

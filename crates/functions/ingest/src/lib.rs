@@ -11,7 +11,11 @@
 //!   on a final status the result is fetched with GetCommandExecution(includeResult), since
 //!   the event does not carry it, and written with the status in one write.
 //!
-//! Presence and execution events are written by AWS IoT on reserved topics that no device may
+//! - `$aws/events/job/{jobId}/{operation}` and `$aws/events/jobExecution/{jobId}/{operation}`:
+//!   AWS IoT Jobs events, kept in the job's history (`tether_store::jobs`) under the API's job
+//!   id; events of jobs outside `JOB_ID_PREFIX` are acknowledged and not kept.
+//!
+//! Presence, execution and job events are written by AWS IoT on reserved topics that no device may
 //! publish to, so their fields are read as they come.
 //!
 //! Writes are idempotent and order-safe (see `tether_store::records`). Only infrastructure
@@ -35,14 +39,15 @@ use tether_adapters::commands::CommandsGateway;
 use tether_adapters::http::error_chain;
 use tether_adapters::iot::GatewayError;
 use tether_domain::clock::{excerpt, now_ms, plausible};
+use tether_domain::jobs::{JobEvent, JobEventTopic};
 use tether_domain::reply::DeviceReply;
 use tether_domain::topics::{
     target_from_arn, ExecutionEventTopic, InvokeTopics, Presence, PresenceTopic, ReplyTopic,
     TopicError,
 };
 use tether_domain::{
-    CommandScope, DeviceId, ExecutionId, ExecutionStatus, InvocationStatus, Phase, RequestId,
-    Source, StatusReason,
+    CommandScope, DeviceId, ExecutionId, ExecutionStatus, InvocationStatus, JobId, JobScope, Phase,
+    RequestId, Source, StatusReason,
 };
 use tether_store::{
     Outcome, PresenceEvent, RecordKey, RecordMeta, StatusChange, Store, StoreError, INVALID_REPLY,
@@ -127,6 +132,14 @@ pub trait Ports: Sync {
     /// Where Tether's commands live in AWS IoT: execution events of other commands are not
     /// Tether's to record.
     fn command_scope(&self) -> &CommandScope;
+    /// Records a job or job-execution event under the API's job id; whether it was new.
+    fn record_job_event(
+        &self,
+        job: &JobId,
+        event: &JobEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Where Tether's jobs live in AWS IoT: events of other jobs are not Tether's to record.
+    fn job_scope(&self) -> &JobScope;
 }
 
 /// The real ports.
@@ -134,6 +147,7 @@ pub struct Deps {
     pub store: Store,
     pub commands: CommandsGateway,
     pub topics: InvokeTopics,
+    pub jobs: JobScope,
 }
 
 impl Deps {
@@ -152,6 +166,7 @@ impl Deps {
             store,
             commands,
             topics: config.topics,
+            jobs: config.jobs,
         })
     }
 }
@@ -208,6 +223,14 @@ impl Ports for Deps {
 
     fn command_scope(&self) -> &CommandScope {
         &self.commands.scope
+    }
+
+    async fn record_job_event(&self, job: &JobId, event: &JobEvent) -> Result<bool, StoreError> {
+        self.store.record_job_event(job, event).await
+    }
+
+    fn job_scope(&self) -> &JobScope {
+        &self.jobs
     }
 }
 
@@ -283,7 +306,33 @@ async fn ingest_event(ports: &impl Ports, event: &RuleEvent) -> Result<Value, In
         }
         Err(_) => {}
     }
+    match JobEventTopic::parse(topic) {
+        Ok(_) => return ingest_job_event(ports, event).await,
+        Err(TopicError::BadId { .. }) => return Ok(rejected("job", "NOT_A_JOB_ID", topic)),
+        Err(_) => {}
+    }
     Err(IngestError::UnknownTopic(excerpt(topic, LOG_EXCERPT)))
+}
+
+/// A job or job-execution event: kept in the job's history (idempotent by event id; reads
+/// sort by time). Events of jobs outside Tether's scope are acknowledged and not kept.
+async fn ingest_job_event(ports: &impl Ports, event: &RuleEvent) -> Result<Value, IngestError> {
+    let parsed = match JobEvent::parse(&event.topic, &event.fields) {
+        Ok(parsed) => parsed,
+        Err(problem) => {
+            tracing::warn!(error = %problem, "malformed job event");
+            return Ok(rejected("job", "MALFORMED_EVENT", &event.topic));
+        }
+    };
+    let Some(job) = ports.job_scope().api_id(parsed.topic.job.as_str()) else {
+        return Ok(rejected("job", "NOT_A_TETHER_JOB", &event.topic));
+    };
+    if event_time(Some(parsed.at_ms)).is_err() {
+        return Ok(rejected("job", "IMPLAUSIBLE_TIMESTAMP", &event.topic));
+    }
+    let new_event = ports.record_job_event(&job, &parsed).await?;
+    tracing::info!(job = %job, operation = %parsed.topic.operation, status = %parsed.status, device = ?parsed.thing.as_ref().map(|d| d.as_str()), new_event, "job event");
+    Ok(json!({ "kind": "job", "jobId": job, "newEvent": new_event }))
 }
 
 async fn ingest_reply(

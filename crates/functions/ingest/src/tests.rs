@@ -20,6 +20,8 @@ struct Fake {
     presence: Mutex<Vec<PresenceEvent>>,
     executions: Mutex<Vec<(ExecutionId, StatusChange, RecordMeta)>>,
     results: Mutex<Vec<(ExecutionId, Value)>>,
+    jobs: Mutex<Vec<(JobId, JobEvent)>>,
+    job_scope: JobScope,
     fail: bool,
 }
 
@@ -28,6 +30,7 @@ impl Fake {
     fn scoped() -> Self {
         Fake {
             scope: CommandScope::new("tether-").unwrap(),
+            job_scope: JobScope::new("tether-").unwrap(),
             ..Fake::default()
         }
     }
@@ -117,6 +120,20 @@ impl Ports for Fake {
 
     fn command_scope(&self) -> &CommandScope {
         &self.scope
+    }
+
+    async fn record_job_event(&self, job: &JobId, event: &JobEvent) -> Result<bool, StoreError> {
+        if self.fail {
+            return Err(unavailable());
+        }
+        let mut jobs = self.jobs.lock().unwrap();
+        let new = !jobs.iter().any(|(_, e)| e.event_id == event.event_id);
+        jobs.push((job.clone(), event.clone()));
+        Ok(new)
+    }
+
+    fn job_scope(&self) -> &JobScope {
+        &self.job_scope
     }
 }
 
@@ -474,4 +491,41 @@ proptest::proptest! {
         let wrapped = format!(r#"{{"topic":"t","base64OriginalPayload":{}}}"#, json!(body));
         let _ = dead_letter_event(&wrapped);
     }
+}
+
+const JOB_EXECUTION: &str = include_str!("../../../../events/ingest-job-execution-succeeded.json");
+
+#[tokio::test]
+async fn job_execution_events_are_kept_under_the_api_job_id() {
+    let ports = Fake::scoped();
+    let out = handle(&ports, event(JOB_EXECUTION)).await.unwrap();
+    assert_eq!(out["kind"], "job");
+    assert_eq!(out["jobId"], "fw-7");
+    let jobs = ports.jobs.lock().unwrap();
+    assert_eq!(jobs[0].0.as_str(), "fw-7");
+    assert_eq!(jobs[0].1.thing.as_ref().unwrap().as_str(), "pump-1");
+}
+
+#[tokio::test]
+async fn job_events_outside_the_scope_or_malformed_are_acknowledged_not_kept() {
+    let ports = Fake::scoped();
+    let mut other: Value = event(JOB_EXECUTION);
+    other["topic"] = json!("$aws/events/jobExecution/someone-elses/succeeded");
+    other["jobId"] = json!("someone-elses");
+    let out = handle(&ports, other).await.unwrap();
+    assert_eq!(out["rejected"], "NOT_A_TETHER_JOB");
+    let mut malformed: Value = event(JOB_EXECUTION);
+    malformed["status"] = json!("DONE");
+    let out = handle(&ports, malformed).await.unwrap();
+    assert_eq!(out["rejected"], "MALFORMED_EVENT");
+    assert!(ports.jobs.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_job_event_the_store_cannot_take_is_an_error_for_lambda_to_retry() {
+    let ports = Fake {
+        fail: true,
+        ..Fake::scoped()
+    };
+    assert!(handle(&ports, event(JOB_EXECUTION)).await.is_err());
 }

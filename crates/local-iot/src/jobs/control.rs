@@ -243,7 +243,7 @@ impl Jobs {
         }
         let description = match body.get("description") {
             None | Some(Value::Null) => None,
-            Some(Value::String(d)) if d.len() <= 2028 => Some(d.clone()),
+            Some(Value::String(d)) if d.chars().count() <= 2028 => Some(d.clone()),
             Some(_) => {
                 return Err(AwsError::invalid_request(
                     "description must be text of at most 2028 characters",
@@ -405,7 +405,7 @@ impl Jobs {
         let text = |name: &str, max: usize| -> Result<Option<String>, AwsError> {
             match body.get(name) {
                 None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) if s.len() <= max => Ok(Some(s.clone())),
+                Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.clone())),
                 Some(_) => Err(AwsError::invalid_request(format!(
                     "{name} must be text of at most {max} characters"
                 ))),

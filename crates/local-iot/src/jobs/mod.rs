@@ -22,6 +22,18 @@ mod state;
 use serde_json::{json, Value};
 
 pub use control::MAX_DOCUMENT_BYTES;
+
+/// Reads an UpdateJobExecution body (MQTT or HTTPS) as the device API does, without applying
+/// it: what the `jobs` fuzz target drives. The error is the rejection's `code` and message.
+pub fn check_update_request(body: &[u8]) -> Result<(), (&'static str, String)> {
+    let body: Value = serde_json::from_slice(body)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or(("InvalidJson", "the request is not a JSON object".to_owned()))?;
+    device::Update::parse(&body)
+        .map(|_| ())
+        .map_err(|e| (e.code, e.message))
+}
 pub use state::Jobs;
 
 pub(crate) use crate::commands::secs;

@@ -37,6 +37,8 @@ pub async fn start_stack(name: &str) -> Result<Stack, String> {
     config.iot_port = 0;
     config.reload = false;
     config.log_dir = log_dir(name);
+    // A Jobs minute of 3 s: job timeouts and rollout rates happen within a test.
+    config.jobs_minute = Duration::from_secs(3);
     Stack::start(config)
         .await
         .map_err(|err| format!("the local stack did not start: {err:#}"))
@@ -160,6 +162,7 @@ impl Api {
         let mut request = match method {
             "GET" => self.http.get(&url),
             "PATCH" => self.http.patch(&url).json(&body.unwrap_or(Value::Null)),
+            "DELETE" => self.http.delete(&url),
             _ => self.http.post(&url).json(&body.unwrap_or(Value::Null)),
         };
         if let Some(key) = key {
@@ -172,11 +175,17 @@ impl Api {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await?;
+        // An empty answer (a 202 or 204 without a body) reads as null.
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .with_context(|| format!("{method} {path}: not JSON: {text}"))?
+        };
         Ok(Answer {
             status,
             headers,
-            body: serde_json::from_str(&text)
-                .with_context(|| format!("{method} {path}: not JSON: {text}"))?,
+            body,
         })
     }
 
