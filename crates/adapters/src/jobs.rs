@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_iot::primitives::{DateTime, DateTimeFormat};
+use aws_sdk_iot::primitives::DateTime;
 use aws_sdk_iot::types::{
     AbortAction, AbortConfig, AbortCriteria, JobExecutionFailureType, JobExecutionSummary,
     JobExecutionsRetryConfig, JobExecutionsRolloutConfig, RetryCriteria, RetryableFailureType,
@@ -34,8 +34,10 @@ pub struct Described {
     pub arn: String,
 }
 
+/// A time as the API writes every time: RFC 3339 with milliseconds (AWS sends epoch seconds
+/// with a fraction; rounded, so `.297` does not print as `.296999`).
 fn time(at: Option<&DateTime>) -> Option<String> {
-    at.and_then(|t| t.fmt(DateTimeFormat::DateTime).ok())
+    at.map(|t| tether_domain::clock::rfc3339((t.as_secs_f64() * 1000.0).round() as i64))
 }
 
 fn job_status(status: Option<&aws_sdk_iot::types::JobStatus>) -> Result<JobStatus, ApiError> {

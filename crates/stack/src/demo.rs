@@ -19,6 +19,9 @@ pub struct Demo {
     http: reqwest::Client,
     /// Print the curl lines (off in tests).
     pub verbose: bool,
+    /// The broker (`mqtt://host:port`) where the Jobs scene connects a device that was offline
+    /// when the job was created; without it that scene is left out.
+    pub mqtt: Option<String>,
 }
 
 impl Demo {
@@ -31,6 +34,7 @@ impl Demo {
             api: api.trim_end_matches('/').to_owned(),
             http,
             verbose: true,
+            mqtt: None,
         }
     }
 
@@ -46,6 +50,7 @@ impl Demo {
         let request = match method {
             "GET" => self.http.get(&url),
             "PATCH" => self.http.patch(&url).json(&body.unwrap_or(Value::Null)),
+            "DELETE" => self.http.delete(&url),
             _ => self.http.post(&url).json(&body.unwrap_or(Value::Null)),
         };
         let response = request
@@ -81,6 +86,9 @@ impl Demo {
         let executions = self.command_on_three_devices(&command_id).await?;
         self.history(&command_id, &executions).await?;
         self.deprecation(&command_id).await?;
+        if let Some(mqtt) = &self.mqtt {
+            self.job_with_a_late_device(mqtt).await?;
+        }
         self.say("\nDemo passed.");
         Ok(())
     }
@@ -336,6 +344,92 @@ impl Demo {
             "409 COMMAND_DEPRECATED"
         );
         Ok(())
+    }
+}
+
+impl Demo {
+    /// Scene 11: an AWS IoT job over three devices, one of them offline until later: the two
+    /// online ones run it at once, the third runs it when it connects.
+    async fn job_with_a_late_device(&self, mqtt: &str) -> anyhow::Result<()> {
+        let late = format!("demo-late-{}", std::process::id());
+        let job_id = format!("demo-firmware-{}", std::process::id());
+        self.say(&format!(
+            "\n11. An AWS IoT job for dev-1, dev-2 and {late}, which is offline: the job waits for it"
+        ));
+        let created = self
+            .call(
+                "POST",
+                "/jobs",
+                Some(json!({"jobId": job_id, "targets": ["dev-1", "dev-2", late],
+                            "document": {"operation": "upgrade", "version": "1.2.0"},
+                            "description": "firmware 1.2.0", "timeoutMinutes": 30})),
+            )
+            .await?;
+        ensure!(created.status == 201, "the job is created");
+        let job = self
+            .until(&format!("/jobs/{job_id}"), |j| {
+                j["counts"]["SUCCEEDED"] == 2 && j["counts"]["QUEUED"] == 1
+            })
+            .await?;
+        ensure!(job["status"] == "IN_PROGRESS", "the job waits for {late}");
+
+        self.say(&format!("    ({late} connects now)"));
+        let broker: tether_device::BrokerUrl = mqtt.parse()?;
+        let config =
+            tether_device::FleetConfig::new(broker, vec![tether_domain::DeviceId::parse(&late)?]);
+        let device = tether_device::Fleet::start(config).await?;
+        let finished = self
+            .until(&format!("/jobs/{job_id}"), |j| j["status"] == "COMPLETED")
+            .await;
+        device.shutdown().await;
+        ensure!(
+            finished?["counts"]["SUCCEEDED"] == 3,
+            "every device ran the job"
+        );
+        let executions = self
+            .until(&format!("/jobs/{job_id}/executions"), |page| {
+                page["items"].as_array().is_some_and(|items| {
+                    items.len() == 3
+                        && items
+                            .iter()
+                            .all(|e| e["timeline"].as_array().is_some_and(|t| !t.is_empty()))
+                })
+            })
+            .await?;
+        ensure!(
+            executions["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|e| e["status"] == "SUCCEEDED"),
+            "each execution SUCCEEDED, with its history"
+        );
+        Ok(())
+    }
+
+    /// GETs `path` until `done` holds (15 s at most); the last answer is printed.
+    async fn until(&self, path: &str, done: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let verbose = self.verbose;
+        let quiet = Self {
+            api: self.api.clone(),
+            http: self.http.clone(),
+            verbose: false,
+            mqtt: None,
+        };
+        loop {
+            let answer = quiet.call("GET", path, None).await?;
+            if answer.status == 200 && done(&answer.body) {
+                if verbose {
+                    self.call("GET", path, None).await?;
+                }
+                return Ok(answer.body);
+            }
+            if Instant::now() > deadline {
+                bail!("{path} stayed at {}", answer.body);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 }
 

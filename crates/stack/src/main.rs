@@ -118,7 +118,8 @@ async fn main() -> anyhow::Result<()> {
         println!("  auth           SigV4 (access key {LOCAL_KEY}, {LOCAL_REGION}, execute-api)");
         println!("\nThe demo does not sign its requests: try `tether invoke dev-1 ping` instead.");
     } else if !args.no_demo {
-        let demo = Demo::new(&e.api);
+        let mut demo = Demo::new(&e.api);
+        demo.mqtt = Some(e.mqtt.clone());
         let outcome = tokio::select! {
             outcome = demo.run() => outcome,
             signal = &mut stop => {

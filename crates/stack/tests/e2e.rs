@@ -915,9 +915,10 @@ async fn the_running_api_keeps_the_openapi_contract_under_generated_input(
 }
 
 /// The demo scenario `make demo` runs, as a test.
-async fn the_demo_runs_every_step(api: &Api, _: &Stack) -> anyhow::Result<()> {
+async fn the_demo_runs_every_step(api: &Api, stack: &Stack) -> anyhow::Result<()> {
     let mut demo = Demo::new(&api.base);
     demo.verbose = false;
+    demo.mqtt = Some(stack.endpoints.mqtt.clone());
     demo.run().await
 }
 
