@@ -329,6 +329,59 @@ async fn bad_input_is_refused_before_anything_is_sent(
             "DONE",
         ],
         &["executions", "list", "--device", "dev-1", "--limit", "0"],
+        &["jobs", "create", "--target", "dev-1", "--document", "[1]"],
+        &[
+            "jobs",
+            "create",
+            "--target",
+            "dev-1",
+            "--target",
+            "dev-1",
+            "--document",
+            "{}",
+        ],
+        &[
+            "jobs",
+            "create",
+            "--target",
+            "dev-1",
+            "--document",
+            "{}",
+            "--rate",
+            "0",
+        ],
+        &[
+            "jobs",
+            "create",
+            "--target",
+            "dev-1",
+            "--document",
+            "{}",
+            "--timeout",
+            "90s",
+        ],
+        &[
+            "jobs",
+            "create",
+            "--target",
+            "dev-1",
+            "--document",
+            "{}",
+            "--abort",
+            "FAILED:50",
+        ],
+        &[
+            "jobs",
+            "create",
+            "--target",
+            "dev-1",
+            "--document",
+            "{}",
+            "--retry",
+            "REJECTED:1",
+        ],
+        &["jobs", "get", "bad id"],
+        &["jobs", "executions", "fw-1", "--status", "DONE"],
     ];
     for args in cases {
         let ran = tether_with(nowhere, args, None, &[]).await?;
@@ -348,6 +401,80 @@ async fn bad_input_is_refused_before_anything_is_sent(
         received_by(stack, "neverSent") == 0,
         "no device was sent anything"
     );
+    Ok(())
+}
+
+async fn jobs_are_created_followed_cancelled_and_deleted(
+    api: &Api,
+    _: &Stack,
+) -> anyhow::Result<()> {
+    let id = format!("cli-job-{}", std::process::id());
+    let created = tether(
+        api,
+        &[
+            "jobs",
+            "create",
+            &id,
+            "--target",
+            "dev-1",
+            "--target",
+            "dev-2",
+            "--document",
+            r#"{"operation": "upgrade"}"#,
+            "--timeout",
+            "30m",
+            "--retry",
+            "TIMED_OUT:1",
+            "-o",
+            "json",
+        ],
+    )
+    .await?;
+    created.expect(0, "jobs create")?;
+    ensure!(
+        created.json()?["jobId"] == id.as_str(),
+        "{}",
+        created.stdout
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = tether(api, &["jobs", "get", &id]).await?;
+        got.expect(0, "jobs get")?;
+        if got.stdout.contains("COMPLETED") {
+            ensure!(got.stdout.contains("SUCCEEDED 2"), "{}", got.stdout);
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "{}", got.stdout);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let executions = tether(api, &["jobs", "executions", &id, "-o", "json"]).await?;
+    executions.expect(0, "jobs executions")?;
+    let items = executions.json()?["items"].clone();
+    ensure!(
+        items
+            .as_array()
+            .is_some_and(|i| i.len() == 2 && i.iter().all(|e| e["status"] == "SUCCEEDED")),
+        "{items}"
+    );
+    let mine = tether(api, &["jobs", "executions", "--device", "dev-2"]).await?;
+    mine.expect(0, "jobs executions --device")?;
+    ensure!(mine.stdout.contains(&id), "{}", mine.stdout);
+    let listed = tether(api, &["jobs", "list", "--all"]).await?;
+    ensure!(
+        listed.code == 0 && listed.stdout.contains(&id),
+        "{}",
+        listed.stdout
+    );
+    // A finished job cannot be cancelled (9, conflict); it can be deleted; then it is gone (6).
+    tether(api, &["jobs", "cancel", &id])
+        .await?
+        .expect(9, "cancel a finished job")?;
+    tether(api, &["jobs", "delete", &id])
+        .await?
+        .expect(0, "delete")?;
+    tether(api, &["jobs", "get", &id])
+        .await?
+        .expect(6, "get a deleted job")?;
     Ok(())
 }
 
@@ -714,6 +841,7 @@ fn main() -> ExitCode {
             scenario!(each_outcome_has_its_exit_code_and_one_error_line),
             scenario!(bad_input_is_refused_before_anything_is_sent),
             scenario!(commands_are_created_listed_updated_deprecated_and_deleted),
+            scenario!(jobs_are_created_followed_cancelled_and_deleted),
             scenario!(run_follows_each_target_to_its_end),
             scenario!(completions_are_printed_for_each_shell),
             scenario!(signed_requests_pass_the_local_iam_check_and_others_are_refused),
