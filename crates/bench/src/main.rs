@@ -17,6 +17,7 @@ mod coldstart;
 mod cpu;
 mod ingest;
 mod invoke;
+mod jobs;
 mod mqtt;
 mod report;
 mod stats;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::stats::{self, Figure, Goal};
-use crate::{cli, coldstart, cpu, ingest, invoke, report, wait, Env};
+use crate::{cli, coldstart, cpu, ingest, invoke, jobs, report, wait, Env};
 
 const E2E: &str = "invoke, end to end";
 const HOPS: &str = "hops (p50)";
@@ -19,6 +19,7 @@ const COLD: &str = "cold start and footprint";
 const CPU: &str = "where the CPU goes: invoke at c=64";
 const WAIT: &str = "commands wait: one round over 100 targets";
 const CLI: &str = "tether CLI: a whole process, p50 (p90)";
+const JOBS: &str = "AWS IoT Jobs beside a Commands fan-out, same devices";
 const OVERHEAD: &str = "overhead ratio (Tether c=1 p50 / sum)";
 
 /// Every figure of the run, each with the values of the repeated runs.
@@ -88,6 +89,10 @@ pub async fn run(
     }
     eprintln!("commands wait: read units of one round");
     commands_wait(env, &mut f).await?;
+    for run in 1..=runs {
+        eprintln!("run {run}/{runs}: jobs beside commands");
+        jobs_beside_commands(env, &mut f).await?;
+    }
     if let Some(binary) = cli {
         eprintln!("the command line");
         command_line(env, &mut f, binary, root, runs).await?;
@@ -192,6 +197,28 @@ async fn ingest_throughput(env: &Env, f: &mut Figures, run: usize) -> anyhow::Re
 }
 
 /// Read units and requests of one wait round, the old per-target Query against BatchGetItem.
+/// Jobs created a second, and one job over every device against one Commands fan-out to them.
+async fn jobs_beside_commands(env: &Env, f: &mut Figures) -> anyhow::Result<()> {
+    for c in [1, 8] {
+        let rate = jobs::creation_rate(env, 40, c).await?;
+        f.add(JOBS, &format!("POST /jobs at c={c}"), "jobs/s", rate);
+    }
+    let n = env.devices;
+    f.add(
+        JOBS,
+        &format!("job over {n} devices: POST to all SUCCEEDED"),
+        "ms",
+        jobs::fleet_job(env).await?,
+    );
+    f.add(
+        JOBS,
+        &format!("Commands fan-out to {n} devices: POST to all SUCCEEDED (waitMs)"),
+        "ms",
+        jobs::commands_fan_out(env).await?,
+    );
+    Ok(())
+}
+
 async fn commands_wait(env: &Env, f: &mut Figures) -> anyhow::Result<()> {
     for events in [3, 20] {
         let (query, batch) = wait::rounds(env, events).await?;
