@@ -271,7 +271,7 @@ async fn rules_deliver_again_after_a_broker_restart() {
 }
 
 #[test]
-fn the_projects_template_routes_replies_presence_and_execution_events_to_ingest() {
+fn the_projects_template_routes_replies_presence_execution_and_job_events_to_ingest() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))
         .unwrap();
 
@@ -288,6 +288,12 @@ fn the_projects_template_routes_replies_presence_and_execution_events_to_ingest(
                 "ExecutionEventsRule",
                 "ingest",
                 "$aws/events/commandExecution/+/#"
+            ),
+            ("JobEventsRule", "ingest", "$aws/events/job/+/+"),
+            (
+                "JobExecutionEventsRule",
+                "ingest",
+                "$aws/events/jobExecution/+/+"
             ),
             ("PresenceRule", "ingest", "$aws/events/presence/+/+"),
             ("RepliesRule", "ingest", "tether/replies/+/+"),

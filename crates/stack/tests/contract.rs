@@ -843,6 +843,11 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
             }),
         ),
         (
+            "JobTimelineEntry",
+            to_json!(timeline(true)),
+            to_json!(timeline(false)),
+        ),
+        (
             "TimelineEntry",
             to_json!(timeline(true)),
             to_json!(timeline(false)),

@@ -213,10 +213,12 @@ async fn dispatch(deps: &Deps, request: &Request) -> Result<HttpResponse, ApiErr
 /// The job id a creation uses: the caller's, or one derived from the `Idempotency-Key` (so a
 /// retry names the same job), or a random one.
 fn creation_id(request: &Request, job: &NewJob) -> Result<JobId, ApiError> {
+    // The header is checked even when the body names the job: a bad header is a 400 always.
+    let key = idempotency_key(request)?;
     if let Some(id) = &job.job_id {
         return Ok(id.clone());
     }
-    match idempotency_key(request)? {
+    match key {
         Some(key) => {
             let hash = digest(&["job", &caller(request), key]);
             job_id(&hash[..32])
