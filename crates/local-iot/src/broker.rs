@@ -10,17 +10,20 @@
 //! the id of the client that sent them ([`JobsRequest`]), and [`Direct`] delivers the answer to
 //! that client even when it has not subscribed to the answer's topic, as AWS IoT does.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rmqtt::codec::v5::PublishProperties as CodecProperties;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
-use rmqtt::types::{CodecPublish, From as Sender, Publish, PublishAclResult, QoS, Reason};
-use tokio::sync::mpsc;
+use rmqtt::types::{CodecPublish, From as Sender, Id, Publish, PublishAclResult, QoS, Reason};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use tether_domain::clock::now_ms;
@@ -49,6 +52,8 @@ pub enum ConnEvent {
 pub struct Broker {
     addr: SocketAddr,
     scx: ServerContext,
+    /// Direct messages waiting for their PUBACK.
+    acks: AckWaiters,
     /// The task accepting connections (each connection runs in a task of its own).
     listener: Mutex<JoinHandle<()>>,
 }
@@ -79,6 +84,15 @@ impl Broker {
         register
             .add(Type::MessagePublish, Box::new(JobsRequests { jobs }))
             .await;
+        let acks = AckWaiters::default();
+        register
+            .add(
+                Type::MessageAcked,
+                Box::new(DirectAcks {
+                    waiters: acks.clone(),
+                }),
+            )
+            .await;
         register.start().await;
 
         let (addr, task) = listen(&scx, SocketAddr::from(([127, 0, 0, 1], port)))?;
@@ -86,6 +100,7 @@ impl Broker {
         Ok(Self {
             addr,
             scx,
+            acks,
             listener: Mutex::new(task),
         })
     }
@@ -98,6 +113,7 @@ impl Broker {
     pub fn direct(&self) -> Direct {
         Direct {
             scx: self.scx.clone(),
+            acks: self.acks.clone(),
         }
     }
 
@@ -288,13 +304,197 @@ impl Handler for JobsRequests {
     }
 }
 
+/// The sender id of a direct message at QoS 1 is this prefix and the number of its waiter, so
+/// the PUBACK hook knows whom to tell.
+const DIRECT_SENDER: &str = "local-iot-direct-";
+
+/// Direct messages waiting for their PUBACK, by number.
+#[derive(Clone, Default)]
+struct AckWaiters {
+    next: Arc<AtomicU64>,
+    waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>,
+}
+
+impl AckWaiters {
+    fn add(&self) -> (u64, oneshot::Receiver<()>) {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(n, tx);
+        (n, rx)
+    }
+
+    fn acked(&self, n: u64) {
+        let waiter = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&n);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(());
+        }
+    }
+
+    fn forget(&self, n: u64) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&n);
+    }
+}
+
+/// Tells a direct message's sender that the client acknowledged it.
+struct DirectAcks {
+    waiters: AckWaiters,
+}
+
+#[async_trait]
+impl Handler for DirectAcks {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        if let Parameter::MessageAcked(_, from, _) = param {
+            let sender: &str = &from.id.client_id;
+            if let Some(n) = sender
+                .strip_prefix(DIRECT_SENDER)
+                .and_then(|n| n.parse().ok())
+            {
+                self.waiters.acked(n);
+            }
+        }
+        (true, acc)
+    }
+}
+
+/// A message for one client (iot-data SendDirectMessage).
+#[derive(Debug, Clone)]
+pub struct DirectMessage {
+    pub topic: String,
+    pub payload: bytes::Bytes,
+    /// QoS 1, and the PUBACK awaited; else QoS 0.
+    pub confirm: bool,
+    pub properties: rumqttc::v5::mqttbytes::v5::PublishProperties,
+}
+
+/// What sending a direct message did.
+#[derive(Debug)]
+pub enum DirectSent {
+    /// Handed to the client's connection at QoS 0.
+    Sent,
+    /// Handed over at QoS 1: the receiver fires on the client's PUBACK.
+    AwaitingAck(DirectAck),
+}
+
+/// The PUBACK of one direct message, awaited; dropping it forgets the message.
+#[derive(Debug)]
+pub struct DirectAck {
+    n: u64,
+    rx: Option<oneshot::Receiver<()>>,
+    waiters: Option<AckWaiters>,
+}
+
+impl std::fmt::Debug for AckWaiters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AckWaiters")
+    }
+}
+
+impl DirectAck {
+    /// Whether the client acknowledged the message within `timeout`.
+    pub async fn within(mut self, timeout: Duration) -> bool {
+        match self.rx.take() {
+            Some(rx) => matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(()))),
+            None => false,
+        }
+    }
+}
+
+impl Drop for DirectAck {
+    fn drop(&mut self) {
+        if let Some(waiters) = self.waiters.take() {
+            waiters.forget(self.n);
+        }
+    }
+}
+
+/// The MQTT 5 properties of a direct message as the broker's codec writes them.
+fn codec_properties(p: &rumqttc::v5::mqttbytes::v5::PublishProperties) -> CodecProperties {
+    CodecProperties {
+        topic_alias: None,
+        correlation_data: p.correlation_data.clone(),
+        message_expiry_interval: p
+            .message_expiry_interval
+            .and_then(std::num::NonZeroU32::new),
+        content_type: p.content_type.as_deref().map(Into::into),
+        user_properties: p
+            .user_properties
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+            .collect(),
+        is_utf8_payload: p.payload_format_indicator == Some(1),
+        response_topic: p.response_topic.as_deref().map(Into::into),
+        subscription_ids: Vec::new(),
+    }
+}
+
 /// Delivers a message to one client, outside the subscriptions.
 #[derive(Clone)]
 pub struct Direct {
     scx: ServerContext,
+    acks: AckWaiters,
 }
 
 impl Direct {
+    /// SendDirectMessage: `message` to the connected client `client_id`, not through the
+    /// topic routing (no subscription needed, no rule sees it, nothing retained); `None` when
+    /// the client is not connected.
+    pub async fn send(&self, client_id: &str, message: DirectMessage) -> Option<DirectSent> {
+        let shared = self.scx.extends.shared().await;
+        let entry = shared.iter().find(|e| &*e.id().client_id == client_id)?;
+        if !entry.is_connected().await {
+            return None;
+        }
+        let (sender, sent) = if message.confirm {
+            let (n, rx) = self.acks.add();
+            let id = Id::new(
+                self.scx.node.id,
+                0,
+                None,
+                None,
+                format!("{DIRECT_SENDER}{n}").into(),
+                None,
+            );
+            let ack = DirectAck {
+                n,
+                rx: Some(rx),
+                waiters: Some(self.acks.clone()),
+            };
+            (Sender::from_custom(id), DirectSent::AwaitingAck(ack))
+        } else {
+            (Sender::from_system(entry.id().clone()), DirectSent::Sent)
+        };
+        let publish = Publish {
+            inner: Box::new(CodecPublish {
+                dup: false,
+                retain: false,
+                qos: if message.confirm {
+                    QoS::AtLeastOnce
+                } else {
+                    QoS::AtMostOnce
+                },
+                topic: message.topic.as_str().into(),
+                packet_id: None,
+                payload: message.payload,
+                properties: Some(codec_properties(&message.properties)),
+            }),
+            target_clientid: None,
+            delay_interval: None,
+            create_time: Some(now_ms()),
+        };
+        entry.publish(sender, publish).await.ok()?;
+        Some(sent)
+    }
+
     /// Delivers `payload` on `topic` (QoS 1) to `client_id` if that client is connected and none
     /// of its subscriptions matches `topic` (a subscriber gets the message through the broker's
     /// routing, once). Returns whether it was delivered here.

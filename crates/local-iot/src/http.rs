@@ -36,6 +36,8 @@ pub struct Services {
     pub jobs: Jobs,
     pub connections: Connections,
     pub publisher: Link,
+    /// Delivery straight to one client (SendDirectMessage).
+    pub direct: crate::broker::Direct,
     /// Rule delivery, with its dead letters.
     pub delivery: Delivery,
 }
@@ -99,6 +101,10 @@ pub fn router(services: Services) -> Router {
         .route("/things/{thing}/jobs/{job}/cancel", put(cancel_execution))
         .route("/topics/{*topic}", post(publish))
         .route("/connections/{client_id}", get(get_connection))
+        .route(
+            "/connections/{client_id}/messages",
+            post(send_direct_message),
+        )
         .route(
             "/_local/health",
             get(|| async { Json(json!({ "status": "ok" })) }),
@@ -397,6 +403,78 @@ fn publish_properties(
         content_type: query.get("contentType").cloned(),
         ..Default::default()
     })
+}
+
+/// iot-data SendDirectMessage: `POST /connections/{clientId}/messages?topic=&confirmation=&timeout=`
+/// with the MQTT 5 properties in the query and headers, as Publish has them. The message goes
+/// to that one client, never through the topic routing (no subscription needed, no rule sees
+/// it, nothing is retained or queued). A client that is not connected is a 404 at once; with
+/// `confirmation=true` the message goes at QoS 1 and the answer waits for the client's PUBACK,
+/// a 504 GatewayTimeoutException after `timeout` seconds (1-15, default 5) without it.
+async fn send_direct_message(
+    State(s): State<Services>,
+    Path(client_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    payload: Bytes,
+) -> Reply {
+    let topic = query
+        .get("topic")
+        .filter(|t| !t.is_empty() && !t.contains(['+', '#', '\0']) && !t.starts_with('$'))
+        .ok_or_else(|| AwsError::invalid_request("topic is required and must be a topic name"))?
+        .clone();
+    if client_id.is_empty() || client_id.len() > 128 || client_id.starts_with('$') {
+        return Err(AwsError::invalid_request("clientId is not a client id"));
+    }
+    if payload.len() > 128 * 1024 {
+        return Err(AwsError::new(
+            413,
+            "RequestEntityTooLargeException",
+            "the payload exceeds 128 KB",
+        ));
+    }
+    let confirm = match query.get("confirmation").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(AwsError::invalid_request(format!(
+                "confirmation {other} is not true or false"
+            )))
+        }
+    };
+    let timeout = match query.get("timeout") {
+        None => 5,
+        Some(t) => t
+            .parse::<u64>()
+            .ok()
+            .filter(|t| (1..=15).contains(t))
+            .ok_or_else(|| AwsError::invalid_request("timeout must be 1 to 15 seconds"))?,
+    };
+    let properties = publish_properties(&query, &headers)?;
+    let message = crate::broker::DirectMessage {
+        topic,
+        payload,
+        confirm,
+        properties,
+    };
+    let sent = s.direct.send(&client_id, message).await.ok_or_else(|| {
+        AwsError::new(
+            404,
+            "ResourceNotFoundException",
+            format!("client {client_id} is not connected"),
+        )
+    })?;
+    if let crate::broker::DirectSent::AwaitingAck(ack) = sent {
+        if !ack.within(std::time::Duration::from_secs(timeout)).await {
+            return Err(AwsError::new(
+                504,
+                "GatewayTimeoutException",
+                format!("client {client_id} did not acknowledge the message within {timeout} s"),
+            ));
+        }
+    }
+    let trace = tether_domain::RequestId::random();
+    Ok(Json(json!({ "message": "OK", "traceId": trace.as_str() })).into_response())
 }
 
 /// iot-data GetConnection.

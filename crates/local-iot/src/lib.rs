@@ -160,6 +160,7 @@ impl LocalIot {
             jobs,
             connections,
             publisher,
+            direct: broker.direct(),
             delivery: delivery.clone(),
         };
         let listener =
