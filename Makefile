@@ -7,6 +7,10 @@ SHELL := bash
 PYTHON ?= python3
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
+# The AWS IoT Device SDK for Python cannot share .venv with aws-sam-cli (each pins awscrt):
+# a second venv, for the emulator test that drives Jobs with AWS's own device client.
+DEVICE_VENV := .venv-device
+DEVICE_VENV_STAMP := $(DEVICE_VENV)/.installed
 CARGO ?= cargo
 
 .PHONY: help venv run demo test bench soak lint deny fuzz tools fmt check cli requirements clean enable-job-events
@@ -19,7 +23,12 @@ $(VENV_STAMP): requirements.txt
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-venv: $(VENV_STAMP) ## Create/refresh the Python venv with the pinned tools
+$(DEVICE_VENV_STAMP): requirements-device.txt
+	@test -x $(DEVICE_VENV)/bin/python || $(PYTHON) -m venv $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-device.txt
+	@touch $@
+
+venv: $(VENV_STAMP) $(DEVICE_VENV_STAMP) ## Create/refresh the Python venvs with the pinned tools (.venv, and .venv-device for the AWS IoT Device SDK)
 
 AUTH ?= none
 
@@ -29,7 +38,7 @@ run: $(VENV_STAMP) ## Start the whole local stack (API on :9000, MQTT on :1883) 
 demo: $(VENV_STAMP) ## Start the stack on free ports, run the demo scenario once, stop; fails if a step fails
 	$(CARGO) run --quiet -p tether-stack --bin tether-local -- --root . --demo --api-port 0 --mqtt-port 0 --iot-port 0
 
-test: $(VENV_STAMP) ## Run every test: unit, property, integration and end to end on the local stack
+test: $(VENV_STAMP) $(DEVICE_VENV_STAMP) ## Run every test: unit, property, integration and end to end on the local stack
 	$(CARGO) test --workspace --locked
 
 # The harness has a target directory of its own: built beside the functions, it unifies the
@@ -105,13 +114,15 @@ fmt: ## Format the Rust code
 check: ## Type-check everything quickly
 	$(CARGO) check --workspace --all-targets
 
-requirements: ## Re-pin requirements.txt from requirements.in in a throwaway venv
-	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
-	.venv-pin/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.in
-	{ echo "# Generated from requirements.in by 'make requirements' (pip freeze of a fresh venv). Do not edit by hand."; \
-	  .venv-pin/bin/python -m pip freeze; } > requirements.txt
+requirements: ## Re-pin requirements.txt and requirements-device.txt from their .in files in throwaway venvs
+	for name in requirements requirements-device; do \
+	  rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin && \
+	  .venv-pin/bin/python -m pip install --quiet --disable-pip-version-check -r $$name.in && \
+	  { echo "# Generated from $$name.in by 'make requirements' (pip freeze of a fresh venv). Do not edit by hand."; \
+	    .venv-pin/bin/python -m pip freeze; } > $$name.txt; \
+	done
 	rm -rf .venv-pin
 
-clean: ## Remove build output and the venv
+clean: ## Remove build output and the venvs
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(DEVICE_VENV)

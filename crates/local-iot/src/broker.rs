@@ -84,6 +84,12 @@ impl Broker {
         register
             .add(Type::MessagePublish, Box::new(JobsRequests { jobs }))
             .await;
+        register
+            .add(Type::ClientSubscribe, Box::new(InnerDollarLevels))
+            .await;
+        register
+            .add(Type::ClientUnsubscribe, Box::new(InnerDollarLevels))
+            .await;
         let acks = AckWaiters::default();
         register
             .add(
@@ -267,6 +273,53 @@ impl Handler for ReservedTopics {
             }
         }
         (true, acc)
+    }
+}
+
+/// Whether a topic has a level that starts with `$` after the first (`.../jobs/$next/get/accepted`).
+/// MQTT gives `$` a meaning only at the start of a topic, and AWS IoT's Jobs topics use such
+/// levels, but rmqtt refuses them: it cannot route them, and refuses a subscription to them.
+pub fn has_inner_dollar_level(topic: &str) -> bool {
+    topic.split('/').skip(1).any(|level| level.starts_with('$'))
+}
+
+/// `$` at the start of a later level written as `%24`, which rmqtt accepts.
+fn escape_inner_dollar_levels(filter: &str) -> Option<String> {
+    if !has_inner_dollar_level(filter) {
+        return None;
+    }
+    let mut levels = filter.split('/');
+    let first = levels.next().unwrap_or_default().to_owned();
+    let rest = levels.map(|level| match level.strip_prefix('$') {
+        Some(tail) => format!("%24{tail}"),
+        None => level.to_owned(),
+    });
+    Some(
+        std::iter::once(first)
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join("/"),
+    )
+}
+
+/// Lets a client subscribe (and unsubscribe) to a filter with a `$` level after the first, as
+/// AWS IoT's Jobs clients do (`$aws/things/{thing}/jobs/$next/get/+`): rmqtt would refuse it
+/// (SUBACK 0x80), so the filter is stored escaped. Messages on such topics cannot be routed by
+/// rmqtt either: AWS IoT's answers on them go to the requester directly ([`Direct`]).
+struct InnerDollarLevels;
+
+#[async_trait]
+impl Handler for InnerDollarLevels {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        let filter: &str = match param {
+            Parameter::ClientSubscribe(_, subscribe) => &subscribe.topic_filter,
+            Parameter::ClientUnsubscribe(_, unsubscribe) => &unsubscribe.topic_filter,
+            _ => return (true, acc),
+        };
+        match escape_inner_dollar_levels(filter) {
+            Some(escaped) => (true, Some(HookResult::TopicFilter(Some(escaped.into())))),
+            None => (true, acc),
+        }
     }
 }
 
@@ -497,7 +550,8 @@ impl Direct {
 
     /// Delivers `payload` on `topic` (QoS 1) to `client_id` if that client is connected and none
     /// of its subscriptions matches `topic` (a subscriber gets the message through the broker's
-    /// routing, once). Returns whether it was delivered here.
+    /// routing, once), or whatever it subscribed to when the topic is one rmqtt cannot route
+    /// (a `$` level after the first). Returns whether it was delivered here.
     pub async fn to_unsubscribed(
         &self,
         client_id: &str,
@@ -508,10 +562,12 @@ impl Direct {
         let Some(entry) = shared.iter().find(|e| &*e.id().client_id == client_id) else {
             return false;
         };
-        let subscribed = entry.subscriptions().await.is_some_and(|subs| {
-            subs.iter()
-                .any(|sub| filter_matches(sub.topic.as_ref(), topic))
-        });
+        let routable = !has_inner_dollar_level(topic);
+        let subscribed = routable
+            && entry.subscriptions().await.is_some_and(|subs| {
+                subs.iter()
+                    .any(|sub| filter_matches(sub.topic.as_ref(), topic))
+            });
         if subscribed {
             return false;
         }

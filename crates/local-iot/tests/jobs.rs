@@ -822,3 +822,74 @@ async fn cancelling_needs_force_for_running_executions_and_notifies_devices() {
         .unwrap_err();
     assert_eq!(error_code(&gone), "ResourceNotFoundException");
 }
+
+/// AWS IoT's Jobs clients subscribe to `$aws/things/{thing}/jobs/$next/get/+`: a `$` level after
+/// the first, which MQTT allows and rmqtt refuses (found with the AWS IoT Device SDK's
+/// IotJobsClientV2). The subscription is granted, and the `$next` answer reaches the requester
+/// once, even when a wildcard of its own also covers it.
+#[tokio::test]
+async fn next_subscriptions_are_granted_and_next_answers_arrive_once() {
+    use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+    let (iot, clients) = start(Duration::from_secs(60)).await;
+    create_job(&clients, "nx-1", &["n1"], json!({"op": "x"})).await;
+    let options = MqttOptions::new("n1", "127.0.0.1", iot.mqtt_addr().port());
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let poller = tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Incoming(packet) = event {
+                let _ = tx.send(packet);
+            }
+        }
+    });
+    for filter in ["$aws/things/n1/jobs/$next/get/+", "$aws/things/n1/jobs/#"] {
+        client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        loop {
+            let packet = tokio::time::timeout(WAIT, rx.recv())
+                .await
+                .expect("a packet within 10 s")
+                .expect("connection open");
+            if let Packet::SubAck(ack) = packet {
+                assert_eq!(
+                    ack.return_codes,
+                    [SubscribeReasonCode::Success(QoS::AtLeastOnce)],
+                    "{filter}"
+                );
+                break;
+            }
+        }
+    }
+    client
+        .publish(
+            "$aws/things/n1/jobs/$next/get",
+            QoS::AtLeastOnce,
+            false,
+            r#"{"clientToken":"c-1"}"#,
+        )
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(packet)) = tokio::time::timeout_at(until, rx.recv()).await {
+        if let Packet::Publish(publish) = packet {
+            answers.push((
+                String::from_utf8_lossy(&publish.topic).into_owned(),
+                publish.payload,
+            ));
+        }
+    }
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].0, "$aws/things/n1/jobs/$next/get/accepted");
+    let body: Value = serde_json::from_slice(&answers[0].1).unwrap();
+    assert_eq!(
+        (
+            body["clientToken"].as_str(),
+            body["execution"]["jobId"].as_str()
+        ),
+        (Some("c-1"), Some("nx-1"))
+    );
+    poller.abort();
+}

@@ -392,6 +392,10 @@ impl Jobs {
         self.direct
             .to_unsubscribed(&request.client_id, &reply_topic, payload.clone())
             .await;
+        if crate::broker::has_inner_dollar_level(&reply_topic) {
+            // `$next` answers reach the requester only: the broker cannot route them.
+            return;
+        }
         self.publish_all(vec![Outgoing {
             topic: reply_topic,
             payload,

@@ -346,19 +346,19 @@ impl Jobs {
                 .iter()
                 .copied()
                 .partition(|e| e.status == JobExecutionStatus::InProgress);
-            let notify = json!({
-                "timestamp": epoch_s(now),
-                "jobs": {
-                    "IN_PROGRESS": in_progress.iter().map(|e| summary_mqtt(e)).collect::<Vec<_>>(),
-                    "QUEUED": queued.iter().map(|e| summary_mqtt(e)).collect::<Vec<_>>(),
-                },
-            });
+            // Only the statuses that have executions are listed (`{}` when none is left).
+            let mut jobs = serde_json::Map::new();
+            for (status, list) in [("IN_PROGRESS", &in_progress), ("QUEUED", &queued)] {
+                if !list.is_empty() {
+                    jobs.insert(
+                        status.into(),
+                        list.iter().map(|e| summary_mqtt(e)).collect(),
+                    );
+                }
+            }
+            let notify = json!({ "timestamp": epoch_s(now), "jobs": jobs });
             let before = state.notified.get(&thing).cloned().unwrap_or_default();
             if before.pending != current.pending {
-                let mut notify = notify;
-                if current.pending.is_empty() {
-                    notify["jobs"] = json!({});
-                }
                 changes.messages.push(message(
                     JobTopic::new(thing.clone(), JobTopicKind::Notify).to_string(),
                     notify,
