@@ -40,7 +40,8 @@ use tether_store::Store;
 
 /// Largest `POST /jobs` body: the document (32 KB) and 100 targets, with room for the rest.
 const MAX_BODY_BYTES: usize = MAX_JOB_DOCUMENT_BYTES + 32 * 1024;
-const MAX_CANCEL_BODY_BYTES: usize = 8 * 1024;
+/// As the other routes: a comment over its limit is a 400 that names it, not a 413.
+const MAX_CANCEL_BODY_BYTES: usize = 64 * 1024;
 
 /// What the handler works with.
 pub struct Deps {
