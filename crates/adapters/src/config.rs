@@ -17,6 +17,18 @@ pub enum ConnectivityCheck {
     Off,
 }
 
+/// How `invoke` hands a request to the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// iot-data SendDirectMessage with confirmation (default): straight to the device's MQTT
+    /// client, answered once the client acknowledged it (PUBACK); a client that is not
+    /// connected is known at once, without a presence read.
+    Direct,
+    /// iot-data Publish on the request topic, after the connectivity check: for regions or
+    /// accounts without direct messaging. Whether the device got the request is not known.
+    Publish,
+}
+
 /// Why the configuration cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -33,8 +45,10 @@ pub struct Config {
     pub table: String,
     /// `TOPIC_PREFIX` (default `tether`): the direct-invocation topics.
     pub topics: InvokeTopics,
-    /// `CONNECTIVITY_CHECK`: `presence` (default), `iot` or `off`.
+    /// `CONNECTIVITY_CHECK`: `presence` (default), `iot` or `off` (with `DELIVERY=publish`).
     pub connectivity: ConnectivityCheck,
+    /// `DELIVERY`: `direct` (default) or `publish`.
+    pub delivery: Delivery,
     /// `RETENTION_DAYS` (default 30): how long records are kept.
     pub retention: Duration,
     /// `COMMAND_ID_PREFIX` (default empty): where Tether's commands live in AWS IoT.
@@ -71,6 +85,16 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     name: "CONNECTIVITY_CHECK",
                     problem: format!("{other:?} is not presence, iot or off"),
+                })
+            }
+        };
+        let delivery = match lookup("DELIVERY").as_deref() {
+            None | Some("direct") => Delivery::Direct,
+            Some("publish") => Delivery::Publish,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "DELIVERY",
+                    problem: format!("{other:?} is not direct or publish"),
                 })
             }
         };
@@ -114,6 +138,7 @@ impl Config {
             table,
             topics,
             connectivity,
+            delivery,
             retention: Duration::from_secs(retention_days * 24 * 3600),
             commands,
             jobs,
@@ -141,6 +166,7 @@ mod tests {
         let config = from(&[("TABLE_NAME", "t")]).unwrap();
         assert_eq!(config.topics.prefix(), "tether");
         assert_eq!(config.connectivity, ConnectivityCheck::Presence);
+        assert_eq!(config.delivery, Delivery::Direct);
         assert_eq!(config.retention, Duration::from_secs(30 * 86_400));
     }
 
@@ -151,6 +177,9 @@ mod tests {
         assert!(bad_prefix.to_string().contains("TOPIC_PREFIX"));
         assert!(from(&[("TABLE_NAME", "t"), ("CONNECTIVITY_CHECK", "maybe")]).is_err());
         assert!(from(&[("TABLE_NAME", "t"), ("RETENTION_DAYS", "0")]).is_err());
+        assert!(from(&[("TABLE_NAME", "t"), ("DELIVERY", "carrier-pigeon")]).is_err());
+        let publish = from(&[("TABLE_NAME", "t"), ("DELIVERY", "publish")]).unwrap();
+        assert_eq!(publish.delivery, Delivery::Publish);
         assert!(from(&[("TABLE_NAME", "t"), ("COMMAND_ID_PREFIX", "a/b")]).is_err());
         let scoped = from(&[("TABLE_NAME", "t"), ("COMMAND_ID_PREFIX", "tether-")]).unwrap();
         assert_eq!(scoped.commands.prefix(), "tether-");

@@ -76,6 +76,17 @@ pub struct DeviceRequest {
     pub expiry_s: i64,
 }
 
+/// What a direct message with confirmation came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectOutcome {
+    /// The device's MQTT client acknowledged it (PUBACK).
+    Delivered,
+    /// The client is not connected: nothing was sent.
+    NotConnected,
+    /// Sent, but no PUBACK within the confirmation timeout.
+    NotAcknowledged,
+}
+
 /// iot-data, as the functions use it.
 #[derive(Debug, Clone)]
 pub struct IotGateway {
@@ -103,6 +114,64 @@ impl IotGateway {
             .await
             .map_err(|e| GatewayError::from_sdk("Publish", e))?;
         Ok(())
+    }
+
+    /// SendDirectMessage to the client `client_id` (the device id) with confirmation: QoS 1,
+    /// the MQTT 5 properties of [`IotGateway::publish`], and the answer once the client sent
+    /// PUBACK or `confirm_s` (1-15) passed.
+    pub async fn send_direct(
+        &self,
+        client_id: &str,
+        request: &DeviceRequest,
+        confirm_s: i32,
+    ) -> Result<DirectOutcome, GatewayError> {
+        let confirm_s = confirm_s.clamp(1, 15);
+        // One attempt: a retry after a missing PUBACK would send the device the request again.
+        // The attempt may last the confirmation window and a margin, not the shared 2 s.
+        let window = std::time::Duration::from_secs(confirm_s as u64 + 2);
+        let once = aws_sdk_iotdataplane::config::Builder::default()
+            .retry_config(aws_sdk_iotdataplane::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_iotdataplane::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(1))
+                    .operation_attempt_timeout(window)
+                    .operation_timeout(window)
+                    .build(),
+            );
+        let sent = self
+            .client
+            .send_direct_message()
+            .client_id(client_id)
+            .topic(&request.topic)
+            .payload(Blob::new(request.payload.as_bytes()))
+            .content_type("application/json")
+            .payload_format_indicator(PayloadFormatIndicator::Utf8Data)
+            .response_topic(&request.response_topic)
+            .correlation_data(BASE64.encode(&request.correlation))
+            .confirmation(true)
+            .timeout(confirm_s)
+            .customize()
+            .config_override(once)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(DirectOutcome::Delivered),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(DirectOutcome::NotConnected)
+            }
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_gateway_timeout_exception()) =>
+            {
+                Ok(DirectOutcome::NotAcknowledged)
+            }
+            Err(err) => Err(GatewayError::from_sdk("SendDirectMessage", err)),
+        }
     }
 
     /// Whether the client is connected now; `None` when AWS IoT has never seen it.

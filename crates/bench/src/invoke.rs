@@ -153,7 +153,10 @@ pub async fn hops(env: &Env, samples: usize) -> anyhow::Result<Vec<(&'static str
         "HTTP into a function (cargo lambda watch)",
         p50(&http_hop(env, samples).await?),
     ));
-    found.push(("iot-data Publish", p50(&publish_hop(env, samples).await?)));
+    found.push((
+        "iot-data SendDirectMessage, confirmed (device PUBACK)",
+        p50(&direct_hop(env, samples).await?),
+    ));
     found.push((
         "MQTT round trip to the device",
         p50(&mqtt_round_trip(env, samples).await?),
@@ -189,24 +192,30 @@ async fn http_hop(env: &Env, samples: usize) -> anyhow::Result<Vec<f64>> {
     Ok(http)
 }
 
-/// iot-data Publish, QoS 1.
-async fn publish_hop(env: &Env, samples: usize) -> anyhow::Result<Vec<f64>> {
-    let mut publish = Vec::with_capacity(samples);
+/// iot-data SendDirectMessage with confirmation to a device: the send `invoke` makes (the HTTP
+/// call, the delivery and the device's PUBACK). The device's answer goes to a topic no rule
+/// reads.
+async fn direct_hop(env: &Env, samples: usize) -> anyhow::Result<Vec<f64>> {
+    let mut sent = Vec::with_capacity(samples);
     for _ in 0..samples {
+        let id = RequestId::random();
         let started = Instant::now();
         env.iot_data
-            .publish()
-            .topic("bench/hop/publish")
-            .qos(1)
+            .send_direct_message()
+            .client_id("dev-1")
+            .topic(format!("tether/devices/dev-1/invoke/ping/{id}"))
+            .response_topic(format!("bench/hop/direct/{id}"))
             .payload(aws_sdk_iotdataplane::primitives::Blob::new(
                 &b"{\"n\":1}"[..],
             ))
+            .confirmation(true)
+            .timeout(5)
             .send()
             .await
-            .context("iot-data Publish")?;
-        publish.push(ms(started.elapsed()));
+            .context("iot-data SendDirectMessage")?;
+        sent.push(ms(started.elapsed()));
     }
-    Ok(publish)
+    Ok(sent)
 }
 
 /// MQTT round trip: request to a device, its answer on the response topic.

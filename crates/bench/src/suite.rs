@@ -196,7 +196,6 @@ async fn ingest_throughput(env: &Env, f: &mut Figures, run: usize) -> anyhow::Re
     Ok(())
 }
 
-/// Read units and requests of one wait round, the old per-target Query against BatchGetItem.
 /// Jobs created a second, and one job over every device against one Commands fan-out to them.
 async fn jobs_beside_commands(env: &Env, f: &mut Figures) -> anyhow::Result<()> {
     for c in [1, 8] {
@@ -219,6 +218,7 @@ async fn jobs_beside_commands(env: &Env, f: &mut Figures) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Read units and requests of one wait round, the old per-target Query against BatchGetItem.
 async fn commands_wait(env: &Env, f: &mut Figures) -> anyhow::Result<()> {
     for events in [3, 20] {
         let (query, batch) = wait::rounds(env, events).await?;

@@ -281,3 +281,39 @@ async fn late_answers_only_after_the_message_expiry_has_passed() {
     devices.shutdown().await;
     iot.shutdown().await;
 }
+
+/// iot-data SendDirectMessage (what `invoke` sends by default): no subscription is involved and
+/// no message expiry travels; each behaviour still answers on the response topic.
+#[tokio::test]
+async fn direct_messages_are_answered_like_published_requests() {
+    use aws_sdk_iotdataplane::primitives::Blob;
+    let iot = emulator().await;
+    let devices = fleet(&iot, &["dev-1"], &["*=echo", "late=late:100"]).await;
+    let (_app, mut replies) = observer(&iot, "app-1", &["app/inbox/#"]).await;
+    let config = tether_testkit::iot::sdk_config(&iot.endpoint_url()).await;
+    let data = aws_sdk_iotdataplane::Client::new(&config);
+    for (method, id) in [("ping", "d-1"), ("late", "d-2")] {
+        data.send_direct_message()
+            .client_id("dev-1")
+            .topic(format!("tether/devices/dev-1/invoke/{method}/{id}"))
+            .response_topic(format!("app/inbox/{id}"))
+            .correlation_data("ZC0x")
+            .payload(Blob::new(r#"{"n":1}"#))
+            .confirmation(true)
+            .timeout(2)
+            .send()
+            .await
+            .unwrap();
+        // No expiry travels with a direct message (local-iot once added rmqtt's 5 minutes,
+        // which `late` waited out).
+        assert_eq!(
+            devices.received().last().map(|r| r.message_expiry),
+            Some(None)
+        );
+        let reply = next(&mut replies).await;
+        assert_eq!(reply.topic, format!("app/inbox/{id}"));
+        assert_eq!(json(&reply)["status"], "SUCCEEDED");
+    }
+    devices.shutdown().await;
+    iot.shutdown().await;
+}

@@ -33,6 +33,9 @@ pub enum ApiError {
         device: String,
         request_id: String,
         timeout_ms: u64,
+        /// Whether the device's MQTT client acknowledged the request (PUBACK); `None` where
+        /// the delivery cannot be known (iot-data Publish).
+        delivered: Option<bool>,
     },
     /// `waitMs` passed before every started execution had a final status (504).
     #[error("{open} of {total} executions had no final status after {wait_ms} ms")]
@@ -121,6 +124,9 @@ pub struct Problem {
     /// Present on DEVICE_TIMEOUT: the invocation to poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// On DEVICE_TIMEOUT with direct delivery: whether the device acknowledged the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<bool>,
 }
 
 impl ApiError {
@@ -191,6 +197,10 @@ impl ApiError {
                 ApiError::DeviceTimeout { request_id, .. } => Some(request_id.clone()),
                 _ => None,
             },
+            delivered: match self {
+                ApiError::DeviceTimeout { delivered, .. } => *delivered,
+                _ => None,
+            },
         }
     }
 }
@@ -257,8 +267,10 @@ mod tests {
             device: "d".into(),
             request_id: "r1".into(),
             timeout_ms: 200,
+            delivered: Some(false),
         };
         let json = serde_json::to_value(err.to_problem()).unwrap();
+        assert_eq!(json["delivered"], false);
         assert_eq!(json["status"], 504);
         assert_eq!(json["code"], "DEVICE_TIMEOUT");
         assert_eq!(json["requestId"], "r1");

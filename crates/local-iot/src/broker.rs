@@ -175,6 +175,9 @@ fn listen(scx: &ServerContext, addr: SocketAddr) -> anyhow::Result<(SocketAddr, 
         // PUBACK waits for the peer's delayed ACK (~40 ms on Linux).
         .nodelay(true)
         .allow_anonymous(true)
+        // A message without a message expiry is delivered without one, as AWS IoT Core does
+        // (rmqtt would otherwise give it 5 minutes, which a device reads as its deadline).
+        .message_expiry_interval(Duration::ZERO)
         .bind()?
         .tcp()?;
     let addr = listener.local_addr()?;

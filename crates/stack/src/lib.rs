@@ -234,6 +234,9 @@ fn function_env(endpoints: &Endpoints) -> Vec<(String, String)> {
     [
         ("TABLE_NAME", endpoints.table.as_str()),
         ("TOPIC_PREFIX", "tether"),
+        // The template's defaults: SendDirectMessage with confirmation (CONNECTIVITY_CHECK is
+        // for DELIVERY=publish).
+        ("DELIVERY", "direct"),
         ("CONNECTIVITY_CHECK", "presence"),
         // The template's default CommandIdPrefix: the API's ids map into AWS IoT as there.
         ("COMMAND_ID_PREFIX", "tether-"),

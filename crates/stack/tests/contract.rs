@@ -565,6 +565,7 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
         detail: "d".into(),
         code: "CONFLICT".into(),
         request_id: Some("r".into()),
+        delivered: Some(true),
     };
 
     let requests = [
@@ -891,6 +892,7 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
             to_json!(problem),
             to_json!(Problem {
                 request_id: None,
+                delivered: None,
                 ..problem.clone()
             }),
         ),

@@ -15,6 +15,10 @@ use tether_stack::Stack;
 mod common;
 use common::Api;
 
+#[path = "e2e/delivery.rs"]
+mod delivery;
+use delivery::each_answer_says_whether_the_device_got_the_request;
+
 #[path = "e2e/jobs.rs"]
 mod jobs;
 use jobs::{
@@ -933,6 +937,7 @@ fn main() -> ExitCode {
             scenario!(hostile_names_are_refused_before_any_publish),
             scenario!(the_read_routes_answer_on_the_deployed_paths),
             scenario!(an_offline_device_is_refused_fast),
+            scenario!(each_answer_says_whether_the_device_got_the_request),
             scenario!(devices_that_fail_or_reject_a_command_say_why),
             scenario!(a_cloud_timeout_is_replaced_by_the_devices_late_report),
             scenario!(a_retried_start_with_the_same_key_starts_nothing_new),

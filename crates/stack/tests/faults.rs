@@ -44,6 +44,35 @@ async fn request_received(stack: &Stack, device: &str, method: &str) -> anyhow::
     }
 }
 
+/// How many `method` requests `device` has received so far.
+fn requests_of(stack: &Stack, device: &str, method: &str) -> usize {
+    stack
+        .fleet()
+        .unwrap()
+        .received()
+        .into_iter()
+        .filter(|r| r.device.as_str() == device && r.method.as_deref() == Some(method))
+        .count()
+}
+
+/// Waits until `device` has received more than `before` `method` requests.
+async fn another_request_received(
+    stack: &Stack,
+    device: &str,
+    method: &str,
+    before: usize,
+) -> anyhow::Result<()> {
+    let until = Instant::now() + Duration::from_secs(10);
+    while requests_of(stack, device, method) <= before {
+        ensure!(
+            Instant::now() < until,
+            "{device} never got this {method} request"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// Polls `probe` every 100 ms until it returns `Some`, for at most `timeout`.
 async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> anyhow::Result<T>
 where
@@ -377,8 +406,8 @@ async fn devices_that_answer_badly_do_not_change_the_right_answer(
                 .send("GET", &format!("/invocations/{id}"), None, None)
                 .await?;
             let entries = record["timeline"].as_array().map_or(0, Vec::len);
-            // PENDING, four rejected replies, the answer, the second answer.
-            Ok((entries >= 7).then_some(record))
+            // PENDING, DELIVERED, four rejected replies, the answer, the second answer.
+            Ok((entries >= 8).then_some(record))
         },
     )
     .await?;
@@ -590,6 +619,11 @@ async fn a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed
     stack: &Stack,
 ) -> anyhow::Result<()> {
     let devices = ["dev-1", "dev-2", "dev-3"];
+    // Earlier scenarios sent `slow` too: what counts is that each device got this one.
+    let before: Vec<usize> = devices
+        .iter()
+        .map(|d| requests_of(stack, d, "slow"))
+        .collect();
     let call = |device: &'static str| async move {
         api.call(
             "POST",
@@ -604,8 +638,8 @@ async fn a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed
         [a, b, c]
     };
     let outage = async {
-        for device in devices {
-            request_received(stack, device, "slow").await?;
+        for (device, before) in devices.iter().zip(&before) {
+            another_request_received(stack, device, "slow", *before).await?;
         }
         // Every device is dropped with its request in hand, before it can answer.
         let down = stack.iot().unwrap().outage(Duration::from_secs(4));

@@ -27,9 +27,11 @@ const ROLE_ACTIONS: [(&str, &[&str]); 7] = [
             "dynamodb:ConditionCheckItem",
             "dynamodb:GetItem",
             "dynamodb:PutItem",
+            "dynamodb:Query",
             "dynamodb:UpdateItem",
             "iot:GetConnection",
             "iot:Publish",
+            "iot:SendDirectMessage",
         ],
     ),
     (
@@ -362,6 +364,28 @@ fn dynamodb_actions_reach_only_the_table_and_its_indexes() {
             assert!(table, "{at}: DynamoDB on {resource}");
         }
     }
+}
+
+/// Direct messages go to device client ids, and only on the request topics.
+#[test]
+fn direct_messages_go_only_to_the_request_topic_space() {
+    let doc = template();
+    let mut seen = 0;
+    for (at, s) in all_statements(&doc) {
+        if !strings(&s["Action"]).contains(&"iot:SendDirectMessage".into()) {
+            continue;
+        }
+        seen += 1;
+        for resource in strings(&s["Resource"]) {
+            assert!(resource.ends_with(":client/*"), "{at}: on {resource}");
+        }
+        assert_eq!(
+            render(&s["Condition"]["StringLike"]["iot:Topic"]),
+            "!Sub ${TopicPrefix}/devices/*/invoke/*",
+            "{at}: without the request-topic condition"
+        );
+    }
+    assert_eq!(seen, 1, "one SendDirectMessage statement");
 }
 
 #[test]

@@ -24,6 +24,6 @@ pub use error::{FailureKind, StoreError};
 pub use jobs::JobHistory;
 pub use presence::PresenceEvent;
 pub use records::{
-    Begin, ListBy, Outcome, RecordKey, RecordMeta, StatusChange, Store, INVALID_REPLY,
+    Begin, ListBy, Outcome, RecordKey, RecordMeta, StatusChange, Store, DELIVERED, INVALID_REPLY,
 };
 pub use schema::TableSchema;

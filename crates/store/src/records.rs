@@ -62,6 +62,9 @@ pub struct StatusChange {
 
 /// The timeline status of a device message that may not change the record.
 pub const INVALID_REPLY: &str = "INVALID_REPLY";
+/// The timeline status of a direct invocation's request that the device's MQTT client
+/// acknowledged (PUBACK): it never changes the record.
+pub const DELIVERED: &str = "DELIVERED";
 
 impl StatusChange {
     /// A device message kept in the timeline as rejected, with why: it never changes a record.
@@ -72,6 +75,19 @@ impl StatusChange {
             source: Source::Device,
             at_ms,
             reason: Some(reason),
+            result: None,
+        }
+    }
+
+    /// The device's client acknowledged the request, as AWS IoT confirmed at `at_ms`: timeline
+    /// only. Its source is the cloud: AWS IoT reports the PUBACK; the device says nothing.
+    pub fn delivered(at_ms: i64) -> Self {
+        Self {
+            status: DELIVERED,
+            phase: Phase::InProgress, // timeline only: never compared
+            source: Source::Cloud,
+            at_ms,
+            reason: None,
             result: None,
         }
     }

@@ -1,13 +1,22 @@
 //! `POST /devices/{deviceId}/invoke`: publish a method call to a device over MQTT and answer
 //! with the device's reply, or a 504 at the deadline.
 //!
-//! The flow: validate everything before touching anything (a rejected request publishes
-//! nothing); refuse at once when the device is known to be offline; write the PENDING record
-//! (so no request is ever published without one); publish with QoS 1, the MQTT 5 response
-//! topic, the request id as correlation data and the time left as message expiry; then poll
-//! the record (strongly consistent reads, short first intervals, backing off) until `ingest`
-//! has recorded the reply or the deadline passes. At the deadline the record becomes a cloud
+//! The flow: validate everything before touching anything (a rejected request sends
+//! nothing); write the PENDING record (so no request is ever sent without one); send the
+//! request with the MQTT 5 response topic and the request id as correlation data; then poll the
+//! record (strongly consistent reads, short first intervals, backing off) until `ingest` has
+//! recorded the reply or the deadline passes. At the deadline the record becomes a cloud
 //! TIMED_OUT, which a late reply still completes; a reply that wins that race is returned.
+//!
+//! How the request is sent (`DELIVERY`):
+//! - `direct` (default): iot-data SendDirectMessage with confirmation, to the device's client
+//!   id, concurrently with the wait. The device's PUBACK adds `DELIVERED` to the timeline; a
+//!   client that is not connected is a 404 `DEVICE_NOT_CONNECTED` at once (authoritative: no
+//!   presence read) and the record is closed as FAILED; a 504 says whether the device got the
+//!   request (`delivered`).
+//! - `publish`: refuse at once when the device is known to be offline (`CONNECTIVITY_CHECK`),
+//!   then iot-data Publish on the request topic with QoS 1 and the time left as message
+//!   expiry; whether the device got it cannot be known.
 //!
 //! With an `Idempotency-Key`, the request id is derived from the device and the key, so a retry
 //! finds the same record, publishes nothing and waits for the same answer; the same key with
@@ -18,12 +27,12 @@ use std::time::{Duration, Instant};
 
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::Request;
-use tether_adapters::config::{Config, ConnectivityCheck};
+use tether_adapters::config::{Config, ConnectivityCheck, Delivery};
 use tether_adapters::http::{
     caller, digest, idempotency_key, json, json_body, problem, route, upstream, Function,
     HttpResponse,
 };
-use tether_adapters::iot::{DeviceRequest, IotGateway};
+use tether_adapters::iot::{DeviceRequest, DirectOutcome, IotGateway};
 use tether_domain::api::{Invocation, InvokeRequest, InvokeResponse, MAX_PAYLOAD_BYTES};
 use tether_domain::clock::now_ms;
 use tether_domain::status::{Lifecycle, NO_RESPONSE_FROM_DEVICE};
@@ -73,6 +82,22 @@ pub trait Ports: Sync {
     ) -> impl Future<Output = Result<Begin, ApiError>> + Send;
     fn publish(&self, request: &DeviceRequest)
         -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// SendDirectMessage with confirmation to the device's client, waiting at most
+    /// `confirm_s` for its PUBACK.
+    fn send_direct(
+        &self,
+        device: &DeviceId,
+        request: &DeviceRequest,
+        confirm_s: i32,
+    ) -> impl Future<Output = Result<DirectOutcome, ApiError>> + Send;
+    /// Keeps `DELIVERED` in the invocation's timeline.
+    fn note_delivered(
+        &self,
+        id: &RequestId,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// Whether the invocation's timeline has `DELIVERED` (a retry did not send it itself).
+    fn was_delivered(&self, id: &RequestId) -> impl Future<Output = Result<bool, ApiError>> + Send;
     fn answer(
         &self,
         id: &RequestId,
@@ -130,6 +155,30 @@ impl Ports for Deps {
 
     async fn publish(&self, request: &DeviceRequest) -> Result<(), ApiError> {
         self.iot.publish(request).await.map_err(upstream)
+    }
+
+    async fn send_direct(
+        &self,
+        device: &DeviceId,
+        request: &DeviceRequest,
+        confirm_s: i32,
+    ) -> Result<DirectOutcome, ApiError> {
+        self.iot
+            .send_direct(device.as_str(), request, confirm_s)
+            .await
+            .map_err(upstream)
+    }
+
+    async fn note_delivered(&self, id: &RequestId, at_ms: i64) -> Result<(), ApiError> {
+        self.store
+            .note_delivered(id, at_ms)
+            .await
+            .map(|_| ())
+            .map_err(upstream)
+    }
+
+    async fn was_delivered(&self, id: &RequestId) -> Result<bool, ApiError> {
+        self.store.was_delivered(id).await.map_err(upstream)
     }
 
     async fn answer(&self, id: &RequestId) -> Result<Option<Answer>, ApiError> {
@@ -195,14 +244,114 @@ async fn invoke(
     started: Instant,
 ) -> Result<HttpResponse, ApiError> {
     let call = accept(request, started)?;
-    if ports.connected(&call.device).await? != Some(true) {
+    let direct = ports.config().delivery == Delivery::Direct;
+    if !direct && ports.connected(&call.device).await? != Some(true) {
         return Err(ApiError::DeviceNotConnected(call.device.to_string()));
     }
-    begin(ports, &call).await?;
-    if let Some(answer) = wait(ports, &call.id, call.deadline).await? {
+    let created = begin(ports, &call).await?;
+    let (answer, delivered) = if created && direct {
+        send_and_wait(ports, &call).await?
+    } else {
+        if created {
+            publish(ports, &call).await?;
+        }
+        (wait(ports, &call.id, call.deadline).await?, None)
+    };
+    if let Some(answer) = answer {
         return Ok(answered(&call, answer, started));
     }
-    time_out(ports, &call, started).await
+    let delivered = match (delivered, direct) {
+        (Some(known), _) => Some(known),
+        // A retry sent nothing itself: the first call's timeline says.
+        (None, true) => ports.was_delivered(&call.id).await.ok(),
+        (None, false) => None,
+    };
+    time_out(ports, &call, started, delivered).await
+}
+
+/// Direct delivery: sends the request (SendDirectMessage with confirmation) while waiting for
+/// the answer. Returns the answer (`None` at the deadline) and whether the device acknowledged
+/// the request.
+async fn send_and_wait(
+    ports: &impl Ports,
+    call: &Call,
+) -> Result<(Option<Answer>, Option<bool>), ApiError> {
+    let message = device_request(ports, call);
+    let left = call.deadline.saturating_duration_since(Instant::now());
+    let confirm_s = i32::try_from(left.as_millis().div_ceil(1000)).unwrap_or(15);
+    let send = ports.send_direct(&call.device, &message, confirm_s.clamp(1, 15));
+    let waiting = wait(ports, &call.id, call.deadline);
+    tokio::pin!(send, waiting);
+    let mut delivered: Option<bool> = None;
+    let mut answer: Option<Option<Answer>> = None;
+    while delivered.is_none() || answer.is_none() {
+        tokio::select! {
+            outcome = &mut send, if delivered.is_none() => {
+                delivered = Some(sent(ports, call, outcome).await?);
+            }
+            waited = &mut waiting, if answer.is_none() => {
+                let waited = waited?;
+                if delivered.is_none() {
+                    delivered = Some(if waited.is_some() {
+                        // The device answered, so it got the request; its PUBACK, sent with
+                        // the answer, is moments away: kept when it comes within 100 ms, else
+                        // noted now, since the answer proves it.
+                        match tokio::time::timeout(Duration::from_millis(100), &mut send).await {
+                            Ok(outcome) => sent(ports, call, outcome).await?,
+                            Err(_) => {
+                                let _ = ports.note_delivered(&call.id, now_ms()).await;
+                                true
+                            }
+                        }
+                    } else {
+                        // The deadline passed with no PUBACK yet: not delivered in time. The
+                        // caller's deadline is kept; the confirmation is not waited for.
+                        false
+                    });
+                }
+                answer = Some(waited);
+            }
+        }
+    }
+    Ok((answer.flatten(), delivered))
+}
+
+/// What a direct send came to: delivered (kept in the timeline) or not; a client that is not
+/// connected, or a send that failed, closes the record as FAILED and is the answer.
+async fn sent(
+    ports: &impl Ports,
+    call: &Call,
+    outcome: Result<DirectOutcome, ApiError>,
+) -> Result<bool, ApiError> {
+    let id = &call.id;
+    match outcome {
+        Ok(DirectOutcome::Delivered) => {
+            if let Err(err) = ports.note_delivered(id, now_ms()).await {
+                tracing::warn!(request_id = %id, error = %err, "DELIVERED could not be kept in the timeline");
+            }
+            Ok(true)
+        }
+        Ok(DirectOutcome::NotAcknowledged) => {
+            tracing::info!(request_id = %id, "the device did not acknowledge the request");
+            Ok(false)
+        }
+        Ok(DirectOutcome::NotConnected) => {
+            let reason = StatusReason::new(
+                "DEVICE_NOT_CONNECTED",
+                Some("the device's MQTT client was not connected: nothing was sent".into()),
+            );
+            let _ = ports.conclude(id, InvocationStatus::Failed, reason).await;
+            Err(ApiError::DeviceNotConnected(call.device.to_string()))
+        }
+        Err(err) => {
+            let reason = StatusReason::new(
+                "SEND_FAILED",
+                Some("the request could not be sent to AWS IoT".into()),
+            );
+            let _ = ports.conclude(id, InvocationStatus::Failed, reason).await;
+            Err(err)
+        }
+    }
 }
 
 /// Validates everything the request carries and gives the call its id: random, or derived
@@ -236,9 +385,10 @@ fn accept(request: &Request, started: Instant) -> Result<Call, ApiError> {
     })
 }
 
-/// Writes the PENDING record and publishes the request; an idempotent retry finds the record
-/// and publishes nothing, and the same key with another request is a 409.
-async fn begin(ports: &impl Ports, call: &Call) -> Result<(), ApiError> {
+/// Writes the PENDING record; `true` when it is new (the request is to be sent), `false` for an
+/// idempotent retry, which finds the record and sends nothing; the same key with another
+/// request is a 409.
+async fn begin(ports: &impl Ports, call: &Call) -> Result<bool, ApiError> {
     let at_ms = now_ms();
     let deadline_ms = at_ms.saturating_add(
         i64::try_from(
@@ -260,7 +410,7 @@ async fn begin(ports: &impl Ports, call: &Call) -> Result<(), ApiError> {
         )
         .await?
     {
-        Begin::Created => publish(ports, call).await,
+        Begin::Created => Ok(true),
         Begin::Existing {
             request_hash,
             device: owner,
@@ -273,24 +423,29 @@ async fn begin(ports: &impl Ports, call: &Call) -> Result<(), ApiError> {
                 ));
             }
             tracing::info!(request_id = %id, "idempotent retry: waiting for the existing invocation");
-            Ok(())
+            Ok(false)
         }
     }
 }
 
-/// Publishes the request with the time left as its expiry; a failed publish closes the record
-/// as FAILED.
-async fn publish(ports: &impl Ports, call: &Call) -> Result<(), ApiError> {
+/// The request as the device gets it, with the time left as its expiry.
+fn device_request(ports: &impl Ports, call: &Call) -> DeviceRequest {
     let (id, device) = (&call.id, &call.device);
     let topics = &ports.config().topics;
     let left = call.deadline.saturating_duration_since(Instant::now());
-    let message = DeviceRequest {
+    DeviceRequest {
         topic: topics.request(device, &call.invocation.method, id),
         payload: call.invocation.payload.clone(),
         response_topic: topics.reply(device, id),
         correlation: id.to_string(),
         expiry_s: left.as_millis().div_ceil(1000) as i64,
-    };
+    }
+}
+
+/// Publishes the request (`DELIVERY=publish`); a failed publish closes the record as FAILED.
+async fn publish(ports: &impl Ports, call: &Call) -> Result<(), ApiError> {
+    let id = &call.id;
+    let message = device_request(ports, call);
     if let Err(err) = ports.publish(&message).await {
         let reason = StatusReason::new(
             "PUBLISH_FAILED",
@@ -308,6 +463,7 @@ async fn time_out(
     ports: &impl Ports,
     call: &Call,
     started: Instant,
+    delivered: Option<bool>,
 ) -> Result<HttpResponse, ApiError> {
     let id = &call.id;
     let timed_out = match ports
@@ -337,6 +493,7 @@ async fn time_out(
         device: call.device.to_string(),
         request_id: id.to_string(),
         timeout_ms: call.invocation.timeout_ms,
+        delivered,
     })
 }
 

@@ -27,13 +27,25 @@ struct Fake {
     published: Mutex<Vec<DeviceRequest>>,
     concluded: Mutex<Vec<(InvocationStatus, String)>>,
     begun: Mutex<Vec<(RequestId, String)>>,
+    /// What SendDirectMessage answers, after `direct_after`.
+    direct: Option<DirectOutcome>,
+    direct_after: Duration,
+    sent_direct: Mutex<Vec<(DeviceId, DeviceRequest, i32)>>,
+    delivered_notes: Mutex<Vec<RequestId>>,
+    /// What a retry finds in the timeline.
+    timeline_delivered: bool,
 }
 
 impl Fake {
+    /// `DELIVERY=publish`: presence check and iot-data Publish.
     fn new() -> Self {
         Self {
-            config: Config::from_lookup(|name| (name == "TABLE_NAME").then(|| "t".to_owned()))
-                .unwrap(),
+            config: Config::from_lookup(|name| match name {
+                "TABLE_NAME" => Some("t".to_owned()),
+                "DELIVERY" => Some("publish".to_owned()),
+                _ => None,
+            })
+            .unwrap(),
             connected: Some(true),
             begin: Mutex::new(None),
             publish_fails: false,
@@ -46,6 +58,23 @@ impl Fake {
             published: Mutex::default(),
             concluded: Mutex::default(),
             begun: Mutex::default(),
+            direct: None,
+            direct_after: Duration::ZERO,
+            sent_direct: Mutex::default(),
+            delivered_notes: Mutex::default(),
+            timeline_delivered: false,
+        }
+    }
+
+    /// `DELIVERY=direct` (the default), SendDirectMessage answering `outcome`.
+    fn direct(outcome: DirectOutcome) -> Self {
+        Self {
+            config: Config::from_lookup(|name| (name == "TABLE_NAME").then(|| "t".to_owned()))
+                .unwrap(),
+            direct: Some(outcome),
+            // No presence is read in direct mode: a stale "offline" must not matter.
+            connected: Some(false),
+            ..Self::new()
         }
     }
 
@@ -94,6 +123,30 @@ impl Ports for Fake {
         }
         self.published.lock().unwrap().push(request.clone());
         Ok(())
+    }
+
+    async fn send_direct(
+        &self,
+        device: &DeviceId,
+        request: &DeviceRequest,
+        confirm_s: i32,
+    ) -> Result<DirectOutcome, ApiError> {
+        self.sent_direct
+            .lock()
+            .unwrap()
+            .push((device.clone(), request.clone(), confirm_s));
+        tokio::time::sleep(self.direct_after).await;
+        self.direct
+            .ok_or(ApiError::UpstreamUnavailable { retry_after_s: 1 })
+    }
+
+    async fn note_delivered(&self, id: &RequestId, _: i64) -> Result<(), ApiError> {
+        self.delivered_notes.lock().unwrap().push(id.clone());
+        Ok(())
+    }
+
+    async fn was_delivered(&self, _: &RequestId) -> Result<bool, ApiError> {
+        Ok(self.timeline_delivered)
     }
 
     async fn answer(&self, _: &RequestId) -> Result<Option<Answer>, ApiError> {
@@ -432,5 +485,163 @@ async fn a_failed_publish_is_recorded_and_answered_503() {
     assert_eq!(
         *fake.concluded.lock().unwrap(),
         vec![(InvocationStatus::Failed, "PUBLISH_FAILED".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn direct_delivery_needs_no_presence_and_keeps_the_puback_in_the_timeline() {
+    let fake = Fake::direct(DirectOutcome::Delivered).answers(vec![
+        answer("PENDING"),
+        answer("PENDING"),
+        answer("SUCCEEDED"),
+    ]);
+
+    let response = handle(&fake, sample()).await;
+
+    assert_eq!(response.status(), 200, "{}", body_json(&response));
+    let body = body_json(&response);
+    assert_eq!(body["status"], "SUCCEEDED");
+    assert!(fake.published.lock().unwrap().is_empty(), "not published");
+    let sent = fake.sent_direct.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0.as_str(), "dev-1", "to the device's client id");
+    assert_eq!(
+        sent[0].2, 1,
+        "confirmation within the time left (300 ms: 1 s)"
+    );
+    let request_id = body["requestId"].as_str().unwrap();
+    assert_eq!(
+        sent[0].1.topic,
+        format!("tether/devices/dev-1/invoke/setLight/{request_id}")
+    );
+    assert_eq!(fake.delivered_notes.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_is_not_connected_is_a_404_at_once_and_the_record_is_closed() {
+    let fake = Fake::direct(DirectOutcome::NotConnected).answers(vec![answer("PENDING")]);
+    let started = Instant::now();
+
+    let response = handle(&fake, sample()).await;
+
+    assert_eq!(response.status(), 404);
+    assert_eq!(body_json(&response)["code"], "DEVICE_NOT_CONNECTED");
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "not at the deadline"
+    );
+    assert_eq!(
+        *fake.concluded.lock().unwrap(),
+        [(InvocationStatus::Failed, "DEVICE_NOT_CONNECTED".to_owned())]
+    );
+    assert!(fake.delivered_notes.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_504_says_whether_the_device_got_the_request() {
+    for (outcome, delivered) in [
+        (DirectOutcome::Delivered, true),
+        (DirectOutcome::NotAcknowledged, false),
+    ] {
+        let fake = Fake::direct(outcome).answers(vec![answer("PENDING")]);
+        let response = handle(&fake, sample()).await;
+        assert_eq!(response.status(), 504);
+        let body = body_json(&response);
+        assert_eq!(body["code"], "DEVICE_TIMEOUT");
+        assert_eq!(body["delivered"], delivered, "{outcome:?}");
+    }
+    // Publish cannot know: the field is left out.
+    let response = handle(&Fake::new().answers(vec![answer("PENDING")]), sample()).await;
+    assert_eq!(response.status(), 504);
+    assert!(body_json(&response).get("delivered").is_none());
+}
+
+#[tokio::test]
+async fn an_answer_before_the_puback_is_returned_with_the_delivery_noted() {
+    // The confirmation follows within the grace, or not: either way the answer proves it.
+    for after in [20, 2000] {
+        let fake = Fake {
+            direct_after: Duration::from_millis(after),
+            ..Fake::direct(DirectOutcome::Delivered).answers(vec![answer("SUCCEEDED")])
+        };
+        let started = Instant::now();
+
+        let response = handle(&fake, sample()).await;
+
+        assert_eq!(response.status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "not held by the send"
+        );
+        assert_eq!(fake.delivered_notes.lock().unwrap().len(), 1, "{after} ms");
+    }
+}
+
+#[tokio::test]
+async fn the_deadline_is_kept_when_the_confirmation_is_slower() {
+    let fake = Fake {
+        direct_after: Duration::from_secs(3),
+        ..Fake::direct(DirectOutcome::Delivered).answers(vec![answer("PENDING")])
+    };
+    let started = Instant::now();
+
+    let response = handle(&fake, sample()).await;
+
+    assert_eq!(response.status(), 504);
+    assert_eq!(body_json(&response)["delivered"], false);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "300 ms, not the 3 s confirmation"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_send_is_recorded_and_answered_503() {
+    let fake = Fake {
+        direct: None,
+        ..Fake::direct(DirectOutcome::Delivered).answers(vec![answer("PENDING")])
+    };
+
+    let response = handle(&fake, sample()).await;
+
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        *fake.concluded.lock().unwrap(),
+        [(InvocationStatus::Failed, "SEND_FAILED".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_retry_sends_nothing_and_its_504_reads_the_delivery_from_the_timeline() {
+    let fake = Fake {
+        timeline_delivered: true,
+        ..Fake::direct(DirectOutcome::Delivered).answers(vec![answer("PENDING")])
+    };
+    let mut request = sample();
+    request
+        .headers_mut()
+        .insert("idempotency-key", "k-1".parse().unwrap());
+    // The retry's hash must match the first call's: take it from a first run.
+    let first = Fake::direct(DirectOutcome::Delivered).answers(vec![answer("PENDING")]);
+    let _ = handle(&first, {
+        let mut r = sample();
+        r.headers_mut()
+            .insert("idempotency-key", "k-1".parse().unwrap());
+        r
+    })
+    .await;
+    let hash = first.begun.lock().unwrap()[0].1.clone();
+    *fake.begin.lock().unwrap() = Some(Begin::Existing {
+        request_hash: Some(hash),
+        device: Some("dev-1".into()),
+    });
+
+    let response = handle(&fake, request).await;
+
+    assert_eq!(response.status(), 504);
+    assert_eq!(body_json(&response)["delivered"], true);
+    assert!(
+        fake.sent_direct.lock().unwrap().is_empty(),
+        "nothing sent again"
     );
 }

@@ -84,6 +84,23 @@ impl Store {
         }
     }
 
+    /// Keeps in an invocation's timeline that the device acknowledged its request (PUBACK of a
+    /// direct message); returns whether the entry is new. The record does not change.
+    pub async fn note_delivered(&self, id: &RequestId, at_ms: i64) -> Result<bool, StoreError> {
+        let pk = RecordKey::Invocation(id.clone()).pk();
+        self.put_event(&pk, &StatusChange::delivered(at_ms)).await
+    }
+
+    /// Whether an invocation's timeline says its request was delivered (for a retry, which
+    /// did not send it itself).
+    pub async fn was_delivered(&self, id: &RequestId) -> Result<bool, StoreError> {
+        Ok(self
+            .invocation(id)
+            .await?
+            .and_then(|record| record.timeline)
+            .is_some_and(|timeline| timeline.iter().any(|e| e.status == super::DELIVERED)))
+    }
+
     /// Records a device's reply to an invocation: like [`Store::apply`] without `meta`, and the
     /// record changes only if it belongs to `device`, so one device cannot answer for another.
     /// The record is written first, so that a reply from a device that does not own the
