@@ -115,6 +115,43 @@ where
     }
 }
 
+/// The `statusDetails` of a thing's execution of a job (DescribeJobExecution), for an event that
+/// came without them; `None` when the execution has none or is gone (its job deleted).
+pub async fn execution_details(
+    client: &aws_sdk_iot::Client,
+    aws_job_id: &str,
+    thing: &DeviceId,
+) -> Result<Option<BTreeMap<String, String>>, crate::iot::GatewayError> {
+    let out = match client
+        .describe_job_execution()
+        .job_id(aws_job_id)
+        .thing_name(thing.as_str())
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            return Ok(None)
+        }
+        Err(err) => {
+            return Err(crate::iot::GatewayError::from_sdk(
+                "DescribeJobExecution",
+                err,
+            ))
+        }
+    };
+    Ok(out
+        .execution
+        .and_then(|e| e.status_details)
+        .and_then(|d| d.details_map)
+        .filter(|map| !map.is_empty())
+        .map(|map| map.into_iter().collect()))
+}
+
 /// The Jobs control plane, within a scope.
 #[derive(Debug, Clone)]
 pub struct JobsGateway {

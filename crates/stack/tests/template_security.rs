@@ -55,6 +55,7 @@ const ROLE_ACTIONS: [(&str, &[&str]); 7] = [
             "dynamodb:GetItem",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
+            "iot:DescribeJobExecution",
             "iot:GetCommandExecution",
         ],
     ),
@@ -64,6 +65,7 @@ const ROLE_ACTIONS: [(&str, &[&str]); 7] = [
             "dynamodb:GetItem",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
+            "iot:DescribeJobExecution",
             "iot:GetCommandExecution",
             "sqs:ChangeMessageVisibility",
             "sqs:DeleteMessage",
@@ -318,8 +320,8 @@ fn jobs_are_reached_only_under_tethers_job_id_prefix() {
             }
         }
     }
-    // JobsAndTheirTargets and TetherJobs (jobs).
-    assert!(seen >= 2, "found only {seen} job resources");
+    // JobsAndTheirTargets and TetherJobs (jobs), JobExecutionDetails (ingest and redrive).
+    assert!(seen >= 4, "found only {seen} job resources");
     // The events of jobs are mapped back to API ids with the same prefix.
     for name in ["JobsFunction", "IngestFunction", "RedriveFunction"] {
         let env = &doc["Resources"][name]["Properties"]["Environment"]["Variables"];

@@ -13,7 +13,8 @@
 //!
 //! - `$aws/events/job/{jobId}/{operation}` and `$aws/events/jobExecution/{jobId}/{operation}`:
 //!   AWS IoT Jobs events, kept in the job's history (`tether_store::jobs`) under the API's job
-//!   id; events of jobs outside `JOB_ID_PREFIX` are acknowledged and not kept.
+//!   id; events of jobs outside `JOB_ID_PREFIX` are acknowledged and not kept. An execution
+//!   event without `statusDetails` gets them from DescribeJobExecution.
 //!
 //! Presence, execution and job events are written by AWS IoT on reserved topics that no device may
 //! publish to, so their fields are read as they come.
@@ -30,6 +31,7 @@
 //! The dead-letter queue enters through its own function (`redrive`, [`redrive`]): an SQS
 //! batch is never read from a rule event, so no device message can pose as one.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -140,6 +142,13 @@ pub trait Ports: Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Where Tether's jobs live in AWS IoT: events of other jobs are not Tether's to record.
     fn job_scope(&self) -> &JobScope;
+    /// The device's `statusDetails` of a job execution from AWS IoT (DescribeJobExecution), for
+    /// an event that came without them.
+    fn job_details(
+        &self,
+        aws_job_id: &str,
+        thing: &DeviceId,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, GatewayError>> + Send;
 }
 
 /// The real ports.
@@ -232,6 +241,14 @@ impl Ports for Deps {
     fn job_scope(&self) -> &JobScope {
         &self.jobs
     }
+
+    async fn job_details(
+        &self,
+        aws_job_id: &str,
+        thing: &DeviceId,
+    ) -> Result<Option<BTreeMap<String, String>>, GatewayError> {
+        tether_adapters::jobs::execution_details(&self.commands.iot, aws_job_id, thing).await
+    }
 }
 
 /// Handles one rule event; answers a short summary of what was done.
@@ -317,7 +334,7 @@ async fn ingest_event(ports: &impl Ports, event: &RuleEvent) -> Result<Value, In
 /// A job or job-execution event: kept in the job's history (idempotent by event id; reads
 /// sort by time). Events of jobs outside Tether's scope are acknowledged and not kept.
 async fn ingest_job_event(ports: &impl Ports, event: &RuleEvent) -> Result<Value, IngestError> {
-    let parsed = match JobEvent::parse(&event.topic, &event.fields) {
+    let mut parsed = match JobEvent::parse(&event.topic, &event.fields) {
         Ok(parsed) => parsed,
         Err(problem) => {
             tracing::warn!(error = %problem, "malformed job event");
@@ -329,6 +346,10 @@ async fn ingest_job_event(ports: &impl Ports, event: &RuleEvent) -> Result<Value
     };
     if event_time(Some(parsed.at_ms)).is_err() {
         return Ok(rejected("job", "IMPLAUSIBLE_TIMESTAMP", &event.topic));
+    }
+    if let (None, Some(thing)) = (&parsed.status_details, &parsed.thing) {
+        // The device's last word, when the event does not carry it.
+        parsed.status_details = ports.job_details(parsed.topic.job.as_str(), thing).await?;
     }
     let new_event = ports.record_job_event(&job, &parsed).await?;
     tracing::info!(job = %job, operation = %parsed.topic.operation, status = %parsed.status, device = ?parsed.thing.as_ref().map(|d| d.as_str()), new_event, "job event");

@@ -22,6 +22,7 @@ struct Fake {
     results: Mutex<Vec<(ExecutionId, Value)>>,
     jobs: Mutex<Vec<(JobId, JobEvent)>>,
     job_scope: JobScope,
+    details_asked: Mutex<Vec<(String, DeviceId)>>,
     fail: bool,
 }
 
@@ -134,6 +135,18 @@ impl Ports for Fake {
 
     fn job_scope(&self) -> &JobScope {
         &self.job_scope
+    }
+
+    async fn job_details(
+        &self,
+        aws_job_id: &str,
+        thing: &DeviceId,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, GatewayError> {
+        self.details_asked
+            .lock()
+            .unwrap()
+            .push((aws_job_id.to_owned(), thing.clone()));
+        Ok(Some([("fetched".to_owned(), "yes".to_owned())].into()))
     }
 }
 
@@ -528,4 +541,24 @@ async fn a_job_event_the_store_cannot_take_is_an_error_for_lambda_to_retry() {
         ..Fake::scoped()
     };
     assert!(handle(&ports, event(JOB_EXECUTION)).await.is_err());
+}
+
+#[tokio::test]
+async fn a_job_execution_event_without_details_gets_them_from_aws_iot() {
+    let ports = Fake::scoped();
+    let mut bare: Value = event(JOB_EXECUTION);
+    bare.as_object_mut().unwrap().remove("statusDetails");
+    handle(&ports, bare).await.unwrap();
+    let asked = ports.details_asked.lock().unwrap().clone();
+    assert_eq!(
+        asked,
+        [("tether-fw-7".to_owned(), DeviceId::parse("pump-1").unwrap())]
+    );
+    let jobs = ports.jobs.lock().unwrap();
+    assert_eq!(jobs[0].1.status_details.as_ref().unwrap()["fetched"], "yes");
+    drop(jobs);
+    // With details in the event, AWS IoT is not asked.
+    let ports = Fake::scoped();
+    handle(&ports, event(JOB_EXECUTION)).await.unwrap();
+    assert!(ports.details_asked.lock().unwrap().is_empty());
 }
