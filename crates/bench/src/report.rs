@@ -237,6 +237,16 @@ pub fn cold_start_events(root: &Path) -> anyhow::Result<Vec<(&'static str, Value
                 None,
             )?,
         ),
+        (
+            "jobs",
+            http(
+                "GET",
+                "/jobs/{jobId}",
+                "/jobs/bench-missing",
+                ("jobId", "bench-missing"),
+                None,
+            )?,
+        ),
         ("ingest", presence),
         ("redrive", read("ingest-redrive-sqs.json")?),
     ])
