@@ -618,15 +618,20 @@ impl JobEvent {
                 Some(DeviceId::parse(name).map_err(|_| JobEventError::Field("thingArn"))?)
             }
         };
+        // A flat map of strings, or the control plane's `{"detailsMap": {...}}`; any other shape
+        // is read as absent (ingest then asks AWS IoT), never a reason to drop the event.
         let status_details = match fields.get("statusDetails") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(map)) => Some(
-                map.iter()
+            Some(Value::Object(map)) => {
+                let inner = map
+                    .get("detailsMap")
+                    .and_then(Value::as_object)
+                    .unwrap_or(map);
+                inner
+                    .iter()
                     .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                    .collect::<Option<_>>()
-                    .ok_or(JobEventError::Field("statusDetails"))?,
-            ),
-            Some(_) => return Err(JobEventError::Field("statusDetails")),
+                    .collect::<Option<std::collections::BTreeMap<_, _>>>()
+            }
+            _ => None,
         };
         Ok(Self {
             topic,
@@ -691,12 +696,27 @@ mod event_tests {
             ("jobId", json!("other")),
             ("status", json!("DONE")),
             ("thingArn", json!("arn:aws:iot:r:1:thinggroup/d")),
-            ("statusDetails", json!({"k": 1})),
         ] {
             let mut bad = good.clone();
             bad[name] = value;
             assert!(JobEvent::parse(topic, &fields(bad)).is_err(), "{name}");
         }
-        assert!(JobEvent::parse("$aws/events/jobExecution/j/finished", &fields(good)).is_err());
+        assert!(
+            JobEvent::parse("$aws/events/jobExecution/j/finished", &fields(good.clone())).is_err()
+        );
+        // Details of another shape are read as absent, not a reason to drop the event; the
+        // control plane's `detailsMap` wrapper is read through.
+        let mut odd = good.clone();
+        odd["statusDetails"] = json!({"k": 1});
+        assert_eq!(
+            JobEvent::parse(topic, &fields(odd)).unwrap().status_details,
+            None
+        );
+        let mut wrapped = good;
+        wrapped["statusDetails"] = json!({"detailsMap": {"k": "v"}});
+        let details = JobEvent::parse(topic, &fields(wrapped))
+            .unwrap()
+            .status_details;
+        assert_eq!(details.unwrap()["k"], "v");
     }
 }

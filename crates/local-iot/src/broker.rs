@@ -8,7 +8,7 @@
 //!
 //! Requests to AWS IoT Jobs (`$aws/things/{thing}/jobs/...`) are handed to the Jobs service with
 //! the id of the client that sent them ([`JobsRequest`]), and [`Direct`] delivers the answer to
-//! that client even when it has not subscribed to the answer's topic, as AWS IoT does.
+//! that client alone, as AWS IoT does (its Jobs answers do not pass through the broker).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -551,29 +551,14 @@ impl Direct {
         Some(sent)
     }
 
-    /// Delivers `payload` on `topic` (QoS 1) to `client_id` if that client is connected and none
-    /// of its subscriptions matches `topic` (a subscriber gets the message through the broker's
-    /// routing, once), or whatever it subscribed to when the topic is one rmqtt cannot route
-    /// (a `$` level after the first). Returns whether it was delivered here.
-    pub async fn to_unsubscribed(
-        &self,
-        client_id: &str,
-        topic: &str,
-        payload: bytes::Bytes,
-    ) -> bool {
+    /// Delivers `payload` on `topic` (QoS 1) to `client_id` alone, outside the routing (whether
+    /// it subscribed or not, and whatever the topic's levels); returns whether the client was
+    /// there to take it.
+    pub async fn to_client(&self, client_id: &str, topic: &str, payload: bytes::Bytes) -> bool {
         let shared = self.scx.extends.shared().await;
         let Some(entry) = shared.iter().find(|e| &*e.id().client_id == client_id) else {
             return false;
         };
-        let routable = !has_inner_dollar_level(topic);
-        let subscribed = routable
-            && entry.subscriptions().await.is_some_and(|subs| {
-                subs.iter()
-                    .any(|sub| filter_matches(sub.topic.as_ref(), topic))
-            });
-        if subscribed {
-            return false;
-        }
         let publish = Publish {
             inner: Box::new(CodecPublish {
                 dup: false,

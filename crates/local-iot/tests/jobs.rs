@@ -283,6 +283,9 @@ async fn a_device_runs_a_job_over_mqtt_without_subscribing_to_the_answers() {
         &["$aws/things/pump-1/jobs/notify-next".into()],
     )
     .await;
+    // Another client listening to the thing's whole Jobs space: it gets notifications, never
+    // the answers to pump-1's requests (they do not pass through the broker in AWS IoT).
+    let (_spy, mut spy_rx) = mqtt(&iot, "spy", &["$aws/things/pump-1/jobs/#".into()]).await;
     // The device's own receiver also carries its answers; a second connection watches
     // notify-next alone.
     let (_watch, mut next_rx) = mqtt(
@@ -404,6 +407,20 @@ async fn a_device_runs_a_job_over_mqtt_without_subscribing_to_the_answers() {
     assert_eq!(
         (answer, malformed["code"].as_str()),
         ("rejected", Some("InvalidJson"))
+    );
+    let mut spied = Vec::new();
+    while let Ok(message) = spy_rx.try_recv() {
+        spied.push(message.topic);
+    }
+    assert!(
+        spied.iter().any(|t| t.ends_with("/notify-next")),
+        "the spy hears notifications: {spied:?}"
+    );
+    assert!(
+        !spied
+            .iter()
+            .any(|t| t.ends_with("/accepted") || t.ends_with("/rejected")),
+        "answers reach the requester alone: {spied:?}"
     );
 }
 

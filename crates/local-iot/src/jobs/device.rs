@@ -18,7 +18,6 @@ use super::state::{Execution, Jobs, State};
 use super::{execution_mqtt, summary_mqtt};
 use crate::aws::AwsError;
 use crate::broker::JobsRequest;
-use crate::link::Outgoing;
 
 /// A refused device request: the MQTT `code`, a message, and for a version mismatch the
 /// execution's current state.
@@ -342,8 +341,7 @@ impl Jobs {
     }
 
     /// A device's request over MQTT: answered on `/accepted` or `/rejected` with its
-    /// `clientToken`, to every subscriber of that topic and to the requesting client even if
-    /// it has not subscribed.
+    /// `clientToken`, to the requesting client alone, whether it subscribed or not.
     pub async fn device_request(&self, request: JobsRequest) {
         let Ok(topic) = JobTopic::parse(&request.topic) else {
             tracing::debug!(topic = %request.topic, "ignoring a malformed Jobs topic");
@@ -388,21 +386,11 @@ impl Jobs {
             .reply(reply)
             .expect("a request has replies")
             .to_string();
-        let payload: bytes::Bytes = payload.to_string().into();
+        // As in AWS IoT, the answer goes to the requesting client alone: it does not pass
+        // through the message broker, so no other client and no rule sees it.
         self.direct
-            .to_unsubscribed(&request.client_id, &reply_topic, payload.clone())
+            .to_client(&request.client_id, &reply_topic, payload.to_string().into())
             .await;
-        if crate::broker::has_inner_dollar_level(&reply_topic) {
-            // `$next` answers reach the requester only: the broker cannot route them.
-            return;
-        }
-        self.publish_all(vec![Outgoing {
-            topic: reply_topic,
-            payload,
-            qos: 1,
-            ..Default::default()
-        }])
-        .await;
     }
 
     async fn answer(
