@@ -554,11 +554,10 @@ async fn a_job_execution_event_without_details_gets_them_from_aws_iot() {
         asked,
         [("tether-fw-7".to_owned(), DeviceId::parse("pump-1").unwrap())]
     );
-    let jobs = ports.jobs.lock().unwrap();
-    assert_eq!(jobs[0].1.status_details.as_ref().unwrap()["fetched"], "yes");
-    drop(jobs);
+    let details = ports.jobs.lock().unwrap()[0].1.status_details.clone();
+    assert_eq!(details.unwrap()["fetched"], "yes");
     // With details in the event, AWS IoT is not asked.
-    let ports = Fake::scoped();
-    handle(&ports, event(JOB_EXECUTION)).await.unwrap();
-    assert!(ports.details_asked.lock().unwrap().is_empty());
+    let again = Fake::scoped();
+    handle(&again, event(JOB_EXECUTION)).await.unwrap();
+    assert!(again.details_asked.lock().unwrap().is_empty());
 }
