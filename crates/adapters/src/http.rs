@@ -80,6 +80,13 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
     }
 }
 
+/// A response without a body.
+pub fn empty(status: StatusCode) -> HttpResponse {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = status;
+    response
+}
+
 /// Turns a handler's result into the response: errors become problem+json.
 pub fn respond(result: Result<HttpResponse, ApiError>) -> HttpResponse {
     result.unwrap_or_else(|err| problem(&err))

@@ -493,6 +493,29 @@ fn codec_properties(p: &rumqttc::v5::mqttbytes::v5::PublishProperties) -> CodecP
     }
 }
 
+/// A PUBLISH the broker hands to one client's session.
+fn direct_packet(
+    topic: &str,
+    payload: bytes::Bytes,
+    qos: QoS,
+    properties: CodecProperties,
+) -> Publish {
+    Publish {
+        inner: Box::new(CodecPublish {
+            dup: false,
+            retain: false,
+            qos,
+            topic: topic.into(),
+            packet_id: None,
+            payload,
+            properties: Some(properties),
+        }),
+        target_clientid: None,
+        delay_interval: None,
+        create_time: Some(now_ms()),
+    }
+}
+
 /// Delivers a message to one client, outside the subscriptions.
 #[derive(Clone)]
 pub struct Direct {
@@ -529,24 +552,13 @@ impl Direct {
         } else {
             (Sender::from_system(entry.id().clone()), DirectSent::Sent)
         };
-        let publish = Publish {
-            inner: Box::new(CodecPublish {
-                dup: false,
-                retain: false,
-                qos: if message.confirm {
-                    QoS::AtLeastOnce
-                } else {
-                    QoS::AtMostOnce
-                },
-                topic: message.topic.as_str().into(),
-                packet_id: None,
-                payload: message.payload,
-                properties: Some(codec_properties(&message.properties)),
-            }),
-            target_clientid: None,
-            delay_interval: None,
-            create_time: Some(now_ms()),
+        let qos = if message.confirm {
+            QoS::AtLeastOnce
+        } else {
+            QoS::AtMostOnce
         };
+        let properties = codec_properties(&message.properties);
+        let publish = direct_packet(&message.topic, message.payload, qos, properties);
         entry.publish(sender, publish).await.ok()?;
         Some(sent)
     }
@@ -559,20 +571,7 @@ impl Direct {
         let Some(entry) = shared.iter().find(|e| &*e.id().client_id == client_id) else {
             return false;
         };
-        let publish = Publish {
-            inner: Box::new(CodecPublish {
-                dup: false,
-                retain: false,
-                qos: QoS::AtLeastOnce,
-                topic: topic.into(),
-                packet_id: None,
-                payload,
-                properties: Some(Default::default()),
-            }),
-            target_clientid: None,
-            delay_interval: None,
-            create_time: Some(now_ms()),
-        };
+        let publish = direct_packet(topic, payload, QoS::AtLeastOnce, CodecProperties::default());
         let from = Sender::from_system(entry.id().clone());
         entry.publish(from, publish).await.is_ok()
     }

@@ -159,6 +159,17 @@ impl Link {
         Ok(())
     }
 
+    /// Publishes messages in order; one that cannot be published is logged and skipped (the
+    /// emulator's services publish what a change implies after the change is made).
+    pub async fn publish_all(&self, messages: Vec<Outgoing>) {
+        for message in messages {
+            tracing::debug!(topic = %message.topic, "publish");
+            if let Err(err) = self.publish(message).await {
+                tracing::warn!(error = %err, "could not publish");
+            }
+        }
+    }
+
     /// Closes the connection.
     pub async fn close(&self) {
         let _ = self.client.disconnect().await;

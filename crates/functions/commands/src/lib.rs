@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use lambda_http::http::{header, HeaderValue, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::Request;
 use serde_json::{json, Map, Value};
 use tether_adapters::commands::CommandsGateway;
 use tether_adapters::http::{
-    caller, digest, idempotency_key, internal, json, json_body, problem, query_pairs, route,
+    caller, digest, empty, idempotency_key, internal, json, json_body, problem, query_pairs, route,
     upstream, Function, HttpResponse, Route,
 };
 use tether_domain::api::{
@@ -215,12 +215,6 @@ async fn dispatch(ports: &impl Ports, request: &Request) -> Result<HttpResponse,
         // `route` answers only this function's routes.
         other => Err(ApiError::RouteNotFound(format!("{:?}", other))),
     }
-}
-
-fn empty(status: StatusCode) -> HttpResponse {
-    let mut response = Response::new(Body::Empty);
-    *response.status_mut() = status;
-    response
 }
 
 async fn create(ports: &impl Ports, request: &Request) -> Result<HttpResponse, ApiError> {

@@ -4,6 +4,8 @@ use std::sync::Mutex;
 
 use tether_domain::api::ExecutionRecord;
 
+use lambda_http::Body;
+
 use super::*;
 
 #[derive(Default)]

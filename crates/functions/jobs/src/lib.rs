@@ -23,10 +23,10 @@
 //! `iot:CancelJob`, `iot:DeleteJob` on `job/{prefix}*` and things, none of the Commands actions.
 
 use lambda_http::http::{header, HeaderValue, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request};
 
 use tether_adapters::http::{
-    caller, digest, idempotency_key, json, json_body, problem, query_pairs, route, Function,
+    caller, digest, empty, idempotency_key, json, json_body, problem, query_pairs, route, Function,
     HttpResponse, Route,
 };
 use tether_adapters::jobs::{Created, JobsGateway};
@@ -54,12 +54,6 @@ pub async fn handle(deps: &Deps, request: Request) -> HttpResponse {
         Ok(response) => response,
         Err(err) => problem(&err),
     }
-}
-
-fn empty(status: StatusCode) -> HttpResponse {
-    let mut response = Response::new(Body::Empty);
-    *response.status_mut() = status;
-    response
 }
 
 fn job_id(text: &str) -> Result<JobId, ApiError> {

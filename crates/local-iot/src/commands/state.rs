@@ -83,11 +83,6 @@ impl Commands {
     }
 
     pub(super) async fn publish_all(&self, messages: Vec<Outgoing>) {
-        for message in messages {
-            tracing::debug!(topic = %message.topic, "publish");
-            if let Err(err) = self.publisher.publish(message).await {
-                tracing::warn!(error = %err, "could not publish");
-            }
-        }
+        self.publisher.publish_all(messages).await;
     }
 }
