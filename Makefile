@@ -78,7 +78,7 @@ deny: $(CARGO_DENY) ## cargo deny, offline: every dependency's licence (deny.tom
 	$(CARGO_DENY) --offline --locked check licenses bans sources
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := http_bodies device_payloads topics parameter_values ids rule_sql dead_letters jobs
+FUZZ_TARGETS := http_bodies device_payloads topics parameter_values ids rule_sql dead_letters jobs commands page_tokens
 FUZZ_TARGET_DIR := $(TARGET_DIR)/fuzz
 
 fuzz: $(CARGO_FUZZ) ## cargo fuzz (nightly, libFuzzer): each target for FUZZ_SECONDS (60) from fuzz/seeds; stops at the first failure, its input in fuzz/artifacts

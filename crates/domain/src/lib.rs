@@ -10,6 +10,8 @@
 //!   under `$aws/things/{thing}/jobs/` and the job event topics.
 //! - [`topics`]: builders and parsers for every topic Tether publishes or listens to.
 //! - [`api`]: the HTTP API's request and response shapes, and their limits.
+//! - [`page_token`]: the opaque `nextToken` of the lists, and the check that it names the
+//!   partition being listed.
 //! - [`reply`]: what devices send back (direct-invoke replies, Commands responses).
 //! - [`error`]: the API error type and its RFC 9457 problem+json form.
 //! - [`clock`]: epoch milliseconds and RFC 3339 text.
@@ -19,6 +21,7 @@ pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod jobs;
+pub mod page_token;
 pub mod parameter;
 pub mod reply;
 pub mod rule_event;

@@ -140,6 +140,15 @@ impl Link {
         Ok((Link { client }, rx))
     }
 
+    /// A link that is never connected: whatever it publishes fails and is logged. It lets a
+    /// service's request handling run without a broker (the fuzz targets use it).
+    pub fn detached() -> Link {
+        let options = MqttOptions::new(format!("{INTERNAL_CLIENT_PREFIX}detached"), "127.0.0.1", 1);
+        // Dropping the event loop closes the request channel: nothing is ever sent.
+        let (client, _eventloop) = AsyncClient::new(options, 1);
+        Link { client }
+    }
+
     /// Publishes a message. QoS 2 is not offered by AWS IoT Core; anything above 1 is sent at 1.
     pub async fn publish(&self, message: Outgoing) -> anyhow::Result<()> {
         let qos = if message.qos == 0 {
