@@ -13,7 +13,7 @@ pub const OUTAGE_SLACK: f64 = 2.0;
 const FINAL: [&str; 4] = ["SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"];
 
 /// The invariants, by the name a violation carries.
-pub const INVARIANTS: [(&str, &str); 7] = [
+pub const INVARIANTS: [(&str, &str); 8] = [
     (
         "no-server-error",
         "no 500 ever, and a 503 (with Retry-After) only while a fault lasts",
@@ -39,7 +39,15 @@ pub const INVARIANTS: [(&str, &str); 7] = [
         "ran-once",
         "no device ran the same request (one call, or one Idempotency-Key) twice",
     ),
+    (
+        "job-final",
+        "every job execution ended in the final status its device reported, and that status is \
+         in its recorded timeline (or in the dead letters)",
+    ),
 ];
+
+/// A job execution's final statuses (what a device's last update can make it).
+const JOB_FINAL: [&str; 3] = ["SUCCEEDED", "FAILED", "REJECTED"];
 
 /// One invariant broken, with what broke it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,6 +69,7 @@ pub fn check(observed: &Observed) -> Vec<Violation> {
     found.extend(own_answers(observed));
     found.extend(nothing_lost(observed));
     found.extend(ran_once(observed));
+    found.extend(jobs_final(observed));
     found
 }
 
@@ -263,6 +272,66 @@ fn ran_once(observed: &Observed) -> Vec<Violation> {
         .collect()
 }
 
+fn jobs_final(observed: &Observed) -> Vec<Violation> {
+    // The last final update each device sent for each job.
+    let reported: BTreeMap<(&str, &str), &str> = observed
+        .job_updates
+        .iter()
+        .filter(|u| JOB_FINAL.contains(&u.status.as_str()))
+        .map(|u| ((u.id.as_str(), u.device.as_str()), u.status.as_str()))
+        .collect();
+    let dead: Vec<String> = observed
+        .dead_letters
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    let mut found = Vec::new();
+    for run in &observed.jobs {
+        let (Some(job), Some(aws_id)) = (&run.job_id, &run.aws_job_id) else {
+            continue;
+        };
+        let executions = observed
+            .job_executions
+            .get(job)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for device in &run.targets {
+            let what = format!("job {job} ({}) on {device}", run.operation);
+            let Some(execution) = executions.iter().find(|e| &e.device == device) else {
+                found.push(violation("job-final", format!("{what}: no execution")));
+                continue;
+            };
+            let status = execution.status.as_str();
+            match reported.get(&(aws_id.as_str(), device.as_str())) {
+                Some(reported) if *reported == status => {}
+                reported => {
+                    found.push(violation(
+                        "job-final",
+                        format!(
+                            "{what}: {status}, its device reported {}",
+                            reported.unwrap_or(&"nothing final")
+                        ),
+                    ));
+                    continue;
+                }
+            }
+            let in_dead_letters = dead
+                .iter()
+                .any(|l| l.contains(aws_id.as_str()) && l.contains(device.as_str()));
+            if !execution.timeline.iter().any(|s| s == status) && !in_dead_letters {
+                found.push(violation(
+                    "job-final",
+                    format!(
+                        "{what}: {status}, but its recorded timeline is {:?} and no dead letter has it",
+                        execution.timeline
+                    ),
+                ));
+            }
+        }
+    }
+    found
+}
+
 /// Requests a device received more than once under the same id (MQTT's at-least-once).
 pub fn redelivered(observed: &Observed) -> usize {
     let mut seen = BTreeSet::new();
@@ -278,7 +347,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::soak::observed::{Answered, Call, Got, Read, Window};
+    use crate::soak::observed::{Answered, Call, Got, JobExecution, JobRun, Read, Window};
 
     fn http(status: u16, started: f64) -> Http {
         Http {
@@ -452,5 +521,66 @@ mod tests {
             names(&check(&observed)),
             vec!["recorded-before-sent", "final-status"]
         );
+    }
+
+    /// A job on two devices: one finished and recorded as its device said.
+    fn with_job(status: &str, timeline: &[&str]) -> Observed {
+        let mut observed = healthy();
+        observed.jobs.push(JobRun {
+            job_id: Some("j1".into()),
+            aws_job_id: Some("tether-j1".into()),
+            operation: "ping".into(),
+            targets: vec!["dev-1".into()],
+            http: http(201, 2.0),
+        });
+        observed.job_updates.push(Answered {
+            invoke: false,
+            id: "tether-j1".into(),
+            ..answered("tether-j1", "SUCCEEDED")
+        });
+        observed.job_executions.insert(
+            "j1".into(),
+            vec![JobExecution {
+                job_id: "j1".into(),
+                device: "dev-1".into(),
+                status: status.into(),
+                timeline: timeline.iter().map(|s| s.to_string()).collect(),
+            }],
+        );
+        observed
+    }
+
+    #[test]
+    fn a_job_execution_must_end_as_its_device_said_and_be_recorded() {
+        assert_eq!(
+            check(&with_job(
+                "SUCCEEDED",
+                &["QUEUED", "IN_PROGRESS", "SUCCEEDED"]
+            )),
+            vec![]
+        );
+        // Stuck, or another status than the device's.
+        assert_eq!(
+            names(&check(&with_job("QUEUED", &["QUEUED"]))),
+            vec!["job-final"]
+        );
+        assert_eq!(
+            names(&check(&with_job("FAILED", &["FAILED"]))),
+            vec!["job-final"]
+        );
+        // The broken build: ingest dropped the job's final event.
+        let lost = with_job("SUCCEEDED", &["QUEUED", "IN_PROGRESS"]);
+        let found = check(&lost);
+        assert_eq!(names(&found), vec!["job-final"]);
+        assert!(found[0].detail.contains("timeline"), "{found:?}");
+        let mut dead_lettered = lost;
+        dead_lettered
+            .dead_letters
+            .push(json!({"event": {"topic": "$aws/events/jobExecution/tether-j1/succeeded", "thingArn": "thing/dev-1"}}));
+        assert_eq!(check(&dead_lettered), vec![]);
+        // A target with no execution at all.
+        let mut missing = with_job("SUCCEEDED", &["SUCCEEDED"]);
+        missing.jobs[0].targets.push("dev-2".into());
+        assert_eq!(names(&check(&missing)), vec!["job-final"]);
     }
 }

@@ -21,7 +21,7 @@ use tether_device::{Behaviours, Fleet, FleetConfig, Kind};
 use crate::procs;
 use crate::Stack;
 use faults::Flappers;
-use observed::{Answered, Got, Observed, Record};
+use observed::{Answered, Got, JobExecution, Observed, Record};
 use traffic::Traffic;
 
 /// Seconds since the soak started.
@@ -255,6 +255,7 @@ fn observe(
     Observed {
         calls: log.calls,
         runs: log.runs,
+        jobs: log.jobs,
         reads: log.reads,
         got: received
             .iter()
@@ -270,13 +271,13 @@ fn observe(
             .collect(),
         answered: sent
             .iter()
-            .map(|s| Answered {
-                device: s.device.to_string(),
-                invoke: s.kind == Kind::Invoke,
-                id: s.id.clone(),
-                status: s.status.to_owned(),
-                at: clock.at(s.at),
-            })
+            .filter(|s| s.kind != Kind::Job)
+            .map(|s| answered(clock, s))
+            .collect(),
+        job_updates: sent
+            .iter()
+            .filter(|s| s.kind == Kind::Job)
+            .map(|s| answered(clock, s))
             .collect(),
         rejected: received
             .iter()
@@ -287,7 +288,45 @@ fn observe(
     }
 }
 
-/// Reads every invocation and execution record whose id was seen anywhere.
+fn answered(clock: &Clock, sent: &tether_device::Sent) -> Answered {
+    Answered {
+        device: sent.device.to_string(),
+        invoke: sent.kind == Kind::Invoke,
+        id: sent.id.clone(),
+        status: sent.status.to_owned(),
+        at: clock.at(sent.at),
+    }
+}
+
+/// A job's executions as `GET /jobs/{jobId}/executions` lists them (its targets fit one page).
+fn job_executions(job_id: &str, page: &Value) -> Vec<JobExecution> {
+    let text = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    page.get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|item| JobExecution {
+            job_id: job_id.to_owned(),
+            device: text(item, "deviceId"),
+            status: text(item, "status"),
+            timeline: item
+                .get("timeline")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|entry| text(entry, "status"))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Reads every invocation and execution record whose id was seen anywhere, and the executions
+/// of every job created.
 async fn read_records(api: &str, observed: &mut Observed) -> anyhow::Result<()> {
     let mut invocations = BTreeSet::new();
     let mut executions = BTreeSet::new();
@@ -330,6 +369,19 @@ async fn read_records(api: &str, observed: &mut Observed) -> anyhow::Result<()> 
     for id in executions {
         let record = read(format!("{api}/executions/{id}")).await?;
         observed.executions.insert(id, record);
+    }
+    let job_ids: Vec<String> = observed
+        .jobs
+        .iter()
+        .filter_map(|j| j.job_id.clone())
+        .collect();
+    for id in job_ids {
+        let record = read(format!("{api}/jobs/{id}/executions?limit=100")).await?;
+        let executions = match record.status {
+            200 => job_executions(&id, &record.body),
+            _ => Vec::new(),
+        };
+        observed.job_executions.insert(id, executions);
     }
     Ok(())
 }

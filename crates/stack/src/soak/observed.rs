@@ -58,6 +58,32 @@ pub struct Run {
     pub executions: Vec<Started>,
 }
 
+/// One `POST /jobs`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRun {
+    /// The id the API gave the job (201 answers).
+    pub job_id: Option<String>,
+    /// Its id in AWS IoT (from its ARN: the scope's prefix and the API id), which devices and
+    /// job events name.
+    pub aws_job_id: Option<String>,
+    /// The document's `operation`: the behaviour the devices run it with.
+    pub operation: String,
+    pub targets: Vec<String>,
+    pub http: Http,
+}
+
+/// One execution of a job, read at the end (`GET /jobs/{jobId}/executions`): the status AWS IoT
+/// (local-iot) holds, and the statuses of the timeline `ingest` recorded from the job events.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobExecution {
+    pub job_id: String,
+    pub device: String,
+    pub status: String,
+    pub timeline: Vec<String>,
+}
+
 /// One read of the API (records, presence, lists).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -121,16 +147,22 @@ impl Record {
 pub struct Observed {
     pub calls: Vec<Call>,
     pub runs: Vec<Run>,
+    pub jobs: Vec<JobRun>,
     pub reads: Vec<Read>,
     pub windows: Vec<Window>,
     pub got: Vec<Got>,
     pub answered: Vec<Answered>,
+    /// The job execution updates devices sent (`id`: the job id).
+    pub job_updates: Vec<Answered>,
     /// Execution ids whose response the cloud rejected (the device was told).
     pub rejected: Vec<String>,
     /// `GET /invocations/{id}` at the end, for every request id seen anywhere.
     pub invocations: BTreeMap<String, Record>,
     /// `GET /executions/{id}` at the end, for every execution id seen anywhere.
     pub executions: BTreeMap<String, Record>,
+    /// The executions of every job the API created, read at the end; a job whose executions
+    /// could not be read is listed with none.
+    pub job_executions: BTreeMap<String, Vec<JobExecution>>,
     /// Dead letters left after the last replay.
     pub dead_letters: Vec<Value>,
 }
@@ -146,10 +178,14 @@ impl Observed {
             .runs
             .iter()
             .map(|r| (format!("run {}", r.command), &r.http));
+        let jobs = self
+            .jobs
+            .iter()
+            .map(|j| (format!("job {}", j.operation), &j.http));
         let reads = self
             .reads
             .iter()
             .map(|r| (format!("GET {}", r.path), &r.http));
-        calls.chain(runs).chain(reads)
+        calls.chain(runs).chain(jobs).chain(reads)
     }
 }

@@ -50,6 +50,12 @@ pub struct Figures {
     /// Fan-outs by HTTP status.
     pub fan_out: BTreeMap<String, u64>,
     pub executions_started: usize,
+    /// `POST /jobs` by `"{operation} {HTTP status}"`.
+    pub jobs: BTreeMap<String, u64>,
+    /// Job executions read at the end, by status.
+    pub job_execution_states: BTreeMap<String, u64>,
+    /// Job execution updates the devices sent, by status.
+    pub job_updates: BTreeMap<String, u64>,
     /// Reads by HTTP status.
     pub reads: BTreeMap<String, u64>,
     pub redelivered: usize,
@@ -87,6 +93,18 @@ impl Figures {
                 .flat_map(|r| &r.executions)
                 .filter(|e| e.execution_id.is_some())
                 .count(),
+            jobs: count_by(
+                o.jobs
+                    .iter()
+                    .map(|j| format!("{} {}", j.operation, j.http.status)),
+            ),
+            job_execution_states: count_by(
+                o.job_executions
+                    .values()
+                    .flatten()
+                    .map(|e| e.status.clone()),
+            ),
+            job_updates: count_by(o.job_updates.iter().map(|u| u.status.clone())),
             reads: count_by(o.reads.iter().map(|r| r.http.status.to_string())),
             redelivered: redelivered(o),
             invocation_states: states(&o.invocations),
@@ -126,16 +144,19 @@ pub fn json(outcome: &Outcome, figures: &Figures) -> Value {
             "invokeWithKey": figures.invoke_with_key,
             "fanOut": figures.fan_out,
             "executionsStarted": figures.executions_started,
+            "jobs": figures.jobs,
             "reads": figures.reads,
         },
         "devices": {
             "received": o.got.len(),
             "answered": o.answered.len(),
+            "jobUpdates": figures.job_updates,
             "redelivered": figures.redelivered,
         },
         "records": {
             "invocations": figures.invocation_states,
             "executions": figures.execution_states,
+            "jobExecutions": figures.job_execution_states,
         },
         "faults": figures.faults,
         "deadLetters": {
@@ -208,6 +229,18 @@ fn requests(md: &mut String, outcome: &Outcome, figures: &Figures) {
     );
     let _ = writeln!(
         md,
+        "| jobs (3 steady devices, and a flapping one every other time) | {} | {} |",
+        o.jobs.len(),
+        table(&figures.jobs)
+    );
+    let _ = writeln!(
+        md,
+        "| job executions read at the end | {} | {} |",
+        o.job_executions.values().map(Vec::len).sum::<usize>(),
+        table(&figures.job_execution_states)
+    );
+    let _ = writeln!(
+        md,
         "| reads (records, presence, lists) | {} | {} |",
         o.reads.len(),
         table(&figures.reads)
@@ -215,12 +248,13 @@ fn requests(md: &mut String, outcome: &Outcome, figures: &Figures) {
     let _ = writeln!(
         md,
         "\nDevices received {} requests ({} redelivered under the same id) and sent {} answers. \
-         Final records: invocations {}; executions {}.\n",
+         Final records: invocations {}; executions {}. Job updates the devices sent: {}.\n",
         o.got.len(),
         figures.redelivered,
         o.answered.len(),
         table(&figures.invocation_states),
         table(&figures.execution_states),
+        table(&figures.job_updates),
     );
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::observed::{Call, Http, Read, Run, Started};
+use super::observed::{Call, Http, JobRun, Read, Run, Started};
 use super::Clock;
 
 /// The methods a direct invocation asks for (the stack's default behaviours), how often
@@ -23,16 +23,23 @@ const METHODS: [(&str, u32, u64); 6] = [
     ("silent", 10, 1000),
 ];
 
+/// The operations a job's document names (the stack's default behaviours): each ends with a
+/// final update from the device.
+const JOB_OPERATIONS: [&str; 4] = ["ping", "slow", "fail", "reject"];
+
 /// What the workers logged.
 #[derive(Default)]
 pub struct Log {
     pub calls: Vec<Call>,
     pub runs: Vec<Run>,
+    pub jobs: Vec<JobRun>,
     pub reads: Vec<Read>,
     /// Request ids seen, for reads.
     invocations: Vec<String>,
     /// Execution ids seen, for reads.
     executions: Vec<String>,
+    /// Job ids created, for reads.
+    job_ids: Vec<String>,
 }
 
 pub struct Traffic {
@@ -124,7 +131,8 @@ impl Traffic {
         while Instant::now() < until {
             match rng.u32(..100) {
                 0..70 => self.invoke(&mut rng).await,
-                70..80 => self.fan_out(&mut rng).await,
+                70..78 => self.fan_out(&mut rng).await,
+                78..82 => self.job(&mut rng).await,
                 _ => self.read(&mut rng).await,
             }
             tokio::time::sleep(Duration::from_millis(rng.u64(..50))).await;
@@ -240,11 +248,52 @@ impl Traffic {
         });
     }
 
+    /// Creates a job for three steady devices and, every other time, a flapping one (which
+    /// may be offline: the job waits for it).
+    async fn job(&self, rng: &mut fastrand::Rng) {
+        if self.devices.len() < 3 {
+            return;
+        }
+        let operation = *pick(rng, &JOB_OPERATIONS);
+        let mut targets: Vec<String> = Vec::new();
+        while targets.len() < 3 {
+            let device = pick(rng, &self.devices);
+            if !targets.contains(device) {
+                targets.push(device.clone());
+            }
+        }
+        if !self.flappers.is_empty() && rng.bool() {
+            targets.push(pick(rng, &self.flappers).clone());
+        }
+        let body = json!({"targets": targets, "document": {"operation": operation}});
+        let answer = self.send("/jobs", Some(&body), None).await;
+        let job_id = (answer.http.status == 201)
+            .then(|| answer.body.get("jobId").and_then(Value::as_str))
+            .flatten()
+            .map(str::to_owned);
+        let aws_job_id = answer
+            .body
+            .get("jobArn")
+            .and_then(Value::as_str)
+            .and_then(|arn| arn.rsplit_once(":job/"))
+            .map(|(_, id)| id.to_owned());
+        let mut log = self.log();
+        log.job_ids.extend(job_id.clone());
+        log.jobs.push(JobRun {
+            job_id,
+            aws_job_id,
+            operation: operation.to_owned(),
+            targets,
+            http: answer.http,
+        });
+    }
+
     async fn read(&self, rng: &mut fastrand::Rng) {
         let device = pick(rng, &self.devices);
         let path = {
             let log = self.log();
-            match rng.u32(..4) {
+            match rng.u32(..5) {
+                3 if !log.job_ids.is_empty() => format!("/jobs/{}", pick(rng, &log.job_ids)),
                 0 if !log.executions.is_empty() => {
                     format!("/executions/{}", pick(rng, &log.executions))
                 }
