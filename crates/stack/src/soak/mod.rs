@@ -279,6 +279,11 @@ fn observe(
             .filter(|s| s.kind == Kind::Job)
             .map(|s| answered(clock, s))
             .collect(),
+        jobs_taken: received
+            .iter()
+            .filter(|r| r.kind == Kind::Job)
+            .map(|r| (r.device.to_string(), r.id.clone()))
+            .collect(),
         rejected: received
             .iter()
             .filter(|r| r.kind == Kind::Rejected)

@@ -69,6 +69,8 @@ pub struct JobRun {
     pub aws_job_id: Option<String>,
     /// The document's `operation`: the behaviour the devices run it with.
     pub operation: String,
+    /// The final status that behaviour reports.
+    pub expected: String,
     pub targets: Vec<String>,
     pub http: Http,
 }
@@ -152,8 +154,11 @@ pub struct Observed {
     pub windows: Vec<Window>,
     pub got: Vec<Got>,
     pub answered: Vec<Answered>,
-    /// The job execution updates devices sent (`id`: the job id).
+    /// The job execution updates devices sent (`id`: the job id), logged once the broker
+    /// acknowledged them.
     pub job_updates: Vec<Answered>,
+    /// The job executions devices took on: (device, job id).
+    pub jobs_taken: Vec<(String, String)>,
     /// Execution ids whose response the cloud rejected (the device was told).
     pub rejected: Vec<String>,
     /// `GET /invocations/{id}` at the end, for every request id seen anywhere.

@@ -23,9 +23,14 @@ const METHODS: [(&str, u32, u64); 6] = [
     ("silent", 10, 1000),
 ];
 
-/// The operations a job's document names (the stack's default behaviours): each ends with a
-/// final update from the device.
-const JOB_OPERATIONS: [&str; 4] = ["ping", "slow", "fail", "reject"];
+/// The operations a job's document names (the stack's default behaviours), each with the final
+/// update the device sends.
+const JOB_OPERATIONS: [(&str, &str); 4] = [
+    ("ping", "SUCCEEDED"),
+    ("slow", "SUCCEEDED"),
+    ("fail", "FAILED"),
+    ("reject", "REJECTED"),
+];
 
 /// What the workers logged.
 #[derive(Default)]
@@ -254,7 +259,7 @@ impl Traffic {
         if self.devices.len() < 3 {
             return;
         }
-        let operation = *pick(rng, &JOB_OPERATIONS);
+        let (operation, expected) = *pick(rng, &JOB_OPERATIONS);
         let mut targets: Vec<String> = Vec::new();
         while targets.len() < 3 {
             let device = pick(rng, &self.devices);
@@ -283,6 +288,7 @@ impl Traffic {
             job_id,
             aws_job_id,
             operation: operation.to_owned(),
+            expected: expected.to_owned(),
             targets,
             http: answer.http,
         });
