@@ -58,6 +58,10 @@ pub struct Config {
     /// `arn:aws:iot:{AWS_REGION}:{ACCOUNT_ID}`, to name things in AWS IoT; `None` without
     /// `ACCOUNT_ID` (only the `jobs` function needs it).
     pub iot_arn_prefix: Option<String>,
+    /// `REPLY_INBOX` (unset: none): where each `invoke` instance opens its MQTT inbox, which
+    /// replies reach directly (`mqtt://host:port`); without it, replies come by the reply rule
+    /// and the record is polled.
+    pub reply_inbox: Option<String>,
 }
 
 impl Config {
@@ -134,7 +138,9 @@ impl Config {
                 })
             }
         };
+        let reply_inbox = lookup("REPLY_INBOX").filter(|v| !v.is_empty());
         Ok(Self {
+            reply_inbox,
             table,
             topics,
             connectivity,

@@ -108,23 +108,12 @@ impl Env {
             topics: tether_domain::topics::InvokeTopics::new("tether")?,
             jobs: tether_domain::JobScope::new("tether-")?,
         };
-        let function_env = [
-            ("TABLE_NAME", e.table.as_str()),
-            ("TOPIC_PREFIX", "tether"),
-            ("CONNECTIVITY_CHECK", "presence"),
-            ("JOB_ID_PREFIX", "tether-"),
-            ("ACCOUNT_ID", "000000000000"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "local"),
-            ("AWS_SECRET_ACCESS_KEY", "local"),
-            ("AWS_ENDPOINT_URL_DYNAMODB", e.dynamodb.as_str()),
-            ("AWS_ENDPOINT_URL_IOT", e.iot.as_str()),
-            ("AWS_ENDPOINT_URL_IOT_DATA_PLANE", e.iot.as_str()),
-            ("AWS_ENDPOINT_URL_IOT_JOBS_DATA_PLANE", e.iot.as_str()),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        // The functions' environment as the stack gives it, without its log level (the
+        // cold-start measurements time the functions' own work).
+        let function_env = tether_stack::function_env(e)
+            .into_iter()
+            .filter(|(name, _)| name != "RUST_LOG")
+            .collect();
         Ok(Self {
             api: e.api.clone(),
             mqtt: e.mqtt.clone(),

@@ -30,6 +30,7 @@ impl Client {
         let (host, port) = host_port(url)?;
         let mut options = MqttOptions::new(id, host, port);
         options.set_keep_alive(Duration::from_secs(30));
+        options.set_outgoing_inflight_upper_limit(100);
         let mut network = rumqttc::NetworkOptions::new();
         network.set_tcp_nodelay(true);
         options.set_network_options(network);

@@ -74,6 +74,9 @@ fn options(
     options.set_keep_alive(config.keep_alive);
     options.set_clean_start(true);
     options.set_max_packet_size(Some(MAX_PACKET));
+    // rumqttc sizes its in-flight table by this bound, 65,535 entries by default (megabytes per
+    // device); AWS IoT Core allows 100 unacknowledged QoS 1 publishes per connection.
+    options.set_outgoing_inflight_upper_limit(100);
     options.set_connection_timeout(config.connect_timeout.as_secs().max(1));
     // A reply follows the PUBACK of its request at once: without TCP_NODELAY, Nagle's
     // algorithm holds it until the broker's delayed ACK, tens of milliseconds later.

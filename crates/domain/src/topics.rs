@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::ids::{CommandId, DeviceId, ExecutionId, IdError, MethodName, RequestId};
+use crate::ids::{CommandId, DeviceId, ExecutionId, IdError, IdProblem, MethodName, RequestId};
 use crate::status::{ExecutionStatus, Lifecycle};
 
 /// Why a topic could not be built or parsed.
@@ -43,9 +43,69 @@ fn id<T>(topic: &str, parsed: Result<T, IdError>) -> Result<T, TopicError> {
     })
 }
 
+/// The reply space of one waiting `invoke` instance: its MQTT client id, and the last level of
+/// the reply topics it hands devices (`{prefix}/replies/{deviceId}/{requestId}/{inbox}`), so
+/// each instance subscribes to its own replies only. `tether-invoke-` and 1 to 32 lower-case
+/// letters or digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Inbox(String);
+
+impl Inbox {
+    /// Every inbox, and so every instance's client id, starts with this.
+    pub const CLIENT_PREFIX: &'static str = "tether-invoke-";
+
+    /// A fresh inbox: the prefix and 20 random hex digits.
+    pub fn random() -> Self {
+        let hex = uuid::Uuid::new_v4().simple().to_string();
+        Self(format!("{}{}", Self::CLIENT_PREFIX, &hex[..20]))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, IdError> {
+        let fail = |reason| IdError {
+            kind: "inbox",
+            reason,
+        };
+        let Some(rest) = text.strip_prefix(Self::CLIENT_PREFIX) else {
+            return Err(fail(IdProblem::BadCharacter {
+                allowed: "tether-invoke- and [a-z0-9]",
+                position: 0,
+            }));
+        };
+        if rest.is_empty() {
+            return Err(fail(IdProblem::Empty));
+        }
+        if rest.len() > 32 {
+            return Err(fail(IdProblem::TooLong {
+                max: Self::CLIENT_PREFIX.len() + 32,
+            }));
+        }
+        if let Some(at) = rest
+            .bytes()
+            .position(|b| !(b.is_ascii_lowercase() || b.is_ascii_digit()))
+        {
+            return Err(fail(IdProblem::BadCharacter {
+                allowed: "[a-z0-9]",
+                position: Self::CLIENT_PREFIX.len() + at,
+            }));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The direct-invocation topics under a configurable prefix (default `tether`):
 /// - request: `{prefix}/devices/{deviceId}/invoke/{method}/{requestId}`
-/// - reply:   `{prefix}/replies/{deviceId}/{requestId}`
+/// - reply:   `{prefix}/replies/{deviceId}/{requestId}`, or with the [`Inbox`] of the waiting
+///   instance as a last level: `{prefix}/replies/{deviceId}/{requestId}/{inbox}`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvokeTopics {
     prefix: String,
@@ -74,6 +134,8 @@ pub struct RequestTopic {
 pub struct ReplyTopic {
     pub device: DeviceId,
     pub request_id: RequestId,
+    /// The waiting instance's inbox, when the reply went to it.
+    pub inbox: Option<Inbox>,
 }
 
 impl InvokeTopics {
@@ -119,13 +181,25 @@ impl InvokeTopics {
         format!("{}/devices/{device}/invoke/+/+", self.prefix)
     }
 
+    /// The reply topic of a request: the topic-derived one (MQTT 3.1.1 devices answer there),
+    /// or the one that also reaches the waiting instance's `inbox`.
     pub fn reply(&self, device: &DeviceId, request_id: &RequestId) -> String {
         format!("{}/replies/{device}/{request_id}", self.prefix)
     }
 
-    /// What the reply rule selects: every device's replies.
+    /// The response topic a request names when an instance waits on `inbox`.
+    pub fn reply_to(&self, device: &DeviceId, request_id: &RequestId, inbox: &Inbox) -> String {
+        format!("{}/replies/{device}/{request_id}/{inbox}", self.prefix)
+    }
+
+    /// What the reply rule selects: every device's replies, with or without an inbox.
     pub fn reply_filter(&self) -> String {
-        format!("{}/replies/+/+", self.prefix)
+        format!("{}/replies/+/+/#", self.prefix)
+    }
+
+    /// What an instance subscribes to: the replies sent to its inbox, from any device.
+    pub fn inbox_filter(&self, inbox: &Inbox) -> String {
+        format!("{}/replies/+/+/{inbox}", self.prefix)
     }
 
     /// The levels after the prefix, or `None` when the prefix does not match.
@@ -155,6 +229,12 @@ impl InvokeTopics {
             Some(["replies", device, request_id]) => Ok(ReplyTopic {
                 device: id(topic, DeviceId::parse(*device))?,
                 request_id: id(topic, RequestId::parse(*request_id))?,
+                inbox: None,
+            }),
+            Some(["replies", device, request_id, inbox]) => Ok(ReplyTopic {
+                device: id(topic, DeviceId::parse(*device))?,
+                request_id: id(topic, RequestId::parse(*request_id))?,
+                inbox: Some(id(topic, Inbox::parse(inbox))?),
             }),
             _ => Err(unexpected(topic, "direct-invoke reply")),
         }
@@ -505,11 +585,26 @@ mod tests {
             topics.parse_reply(&reply).unwrap(),
             ReplyTopic {
                 device: d.clone(),
-                request_id: r
+                request_id: r.clone(),
+                inbox: None,
             }
         );
         assert!(filter_matches(&topics.request_filter(&d), &request));
         assert!(filter_matches(&topics.reply_filter(), &reply));
+
+        let inbox = Inbox::parse("tether-invoke-0a1b2c").unwrap();
+        let to_inbox = topics.reply_to(&d, &r, &inbox);
+        assert_eq!(to_inbox, "tether/replies/dev-1/r1/tether-invoke-0a1b2c");
+        assert_eq!(
+            topics.parse_reply(&to_inbox).unwrap().inbox,
+            Some(inbox.clone())
+        );
+        // The rule sees both; an instance sees only its own inbox's.
+        assert!(filter_matches(&topics.reply_filter(), &to_inbox));
+        assert!(filter_matches(&topics.inbox_filter(&inbox), &to_inbox));
+        assert!(!filter_matches(&topics.inbox_filter(&inbox), &reply));
+        let other = Inbox::random();
+        assert!(!filter_matches(&topics.inbox_filter(&other), &to_inbox));
     }
 
     #[test]
@@ -532,6 +627,12 @@ mod tests {
     fn reply_parser_refuses_extra_levels_and_bad_ids() {
         let topics = InvokeTopics::default();
         assert!(topics.parse_reply("tether/replies/dev-1/r1/extra").is_err());
+        assert!(topics
+            .parse_reply("tether/replies/dev-1/r1/tether-invoke-a/b")
+            .is_err());
+        assert!(topics
+            .parse_reply("tether/replies/dev-1/r1/tether-invoke-A")
+            .is_err());
         assert!(topics.parse_reply("tether/replies/dev-1").is_err());
         assert!(topics.parse_reply("tether/replies/dev 1/r1").is_err());
         assert!(topics.parse_reply("tether/replies/dev-1/r.1").is_err());

@@ -67,6 +67,8 @@ impl Link {
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_start(true);
         options.set_max_packet_size(Some(256 * 1024));
+        // rumqttc sizes its in-flight table by this bound (65,535 entries by default).
+        options.set_outgoing_inflight_upper_limit(1024);
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -143,7 +145,9 @@ impl Link {
     /// A link that is never connected: whatever it publishes fails and is logged. It lets a
     /// service's request handling run without a broker (the fuzz targets use it).
     pub fn detached() -> Link {
-        let options = MqttOptions::new(format!("{INTERNAL_CLIENT_PREFIX}detached"), "127.0.0.1", 1);
+        let mut options =
+            MqttOptions::new(format!("{INTERNAL_CLIENT_PREFIX}detached"), "127.0.0.1", 1);
+        options.set_outgoing_inflight_upper_limit(1);
         // Dropping the event loop closes the request channel: nothing is ever sent.
         let (client, _eventloop) = AsyncClient::new(options, 1);
         Link { client }

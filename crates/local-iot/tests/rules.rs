@@ -296,7 +296,7 @@ fn the_projects_template_routes_replies_presence_execution_and_job_events_to_ing
                 "$aws/events/jobExecution/+/+"
             ),
             ("PresenceRule", "ingest", "$aws/events/presence/+/+"),
-            ("RepliesRule", "ingest", "tether/replies/+/+"),
+            ("RepliesRule", "ingest", "tether/replies/+/+/#"),
         ]
     );
 }

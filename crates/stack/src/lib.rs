@@ -229,8 +229,9 @@ async fn start_iot(config: &StackConfig, watch_port: u16) -> anyhow::Result<Loca
     .await
 }
 
-/// The functions' environment: the table, the template's defaults and the local endpoints.
-fn function_env(endpoints: &Endpoints) -> Vec<(String, String)> {
+/// The functions' environment: the table, the template's defaults and the local endpoints
+/// (the benchmarks use it too).
+pub fn function_env(endpoints: &Endpoints) -> Vec<(String, String)> {
     [
         ("TABLE_NAME", endpoints.table.as_str()),
         ("TOPIC_PREFIX", "tether"),
@@ -246,6 +247,8 @@ fn function_env(endpoints: &Endpoints) -> Vec<(String, String)> {
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "local"),
         ("AWS_SECRET_ACCESS_KEY", "local"),
+        // Each invoke instance's inbox: replies straight to the waiting call.
+        ("REPLY_INBOX", endpoints.mqtt.as_str()),
         ("AWS_ENDPOINT_URL_DYNAMODB", endpoints.dynamodb.as_str()),
         ("AWS_ENDPOINT_URL_IOT", endpoints.iot.as_str()),
         ("AWS_ENDPOINT_URL_IOT_DATA_PLANE", endpoints.iot.as_str()),

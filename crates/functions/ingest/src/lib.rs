@@ -44,7 +44,7 @@ use tether_domain::clock::{excerpt, now_ms, plausible};
 use tether_domain::jobs::{JobEvent, JobEventTopic};
 use tether_domain::reply::DeviceReply;
 use tether_domain::topics::{
-    target_from_arn, ExecutionEventTopic, InvokeTopics, Presence, PresenceTopic, ReplyTopic,
+    target_from_arn, ExecutionEventTopic, Inbox, InvokeTopics, Presence, PresenceTopic, ReplyTopic,
     TopicError,
 };
 use tether_domain::{
@@ -311,6 +311,10 @@ async fn ingest_event(ports: &impl Ports, event: &RuleEvent) -> Result<Value, In
         Err(_) => {}
     }
     match PresenceTopic::parse(topic) {
+        // The `invoke` instances' inboxes are clients of the broker, not devices.
+        Ok(presence) if presence.client.as_str().starts_with(Inbox::CLIENT_PREFIX) => {
+            return Ok(rejected("presence", "NOT_A_DEVICE", topic))
+        }
         Ok(presence) => return ingest_presence(ports, &presence, event).await,
         // Other clients of the account (not Tether devices) connect too.
         Err(TopicError::BadId { .. }) => return Ok(rejected("presence", "NOT_A_DEVICE_ID", topic)),

@@ -287,6 +287,14 @@ async fn device_input_that_breaks_the_rules_is_acknowledged_as_rejected_not_retr
             "NOT_A_DEVICE_ID",
         ),
         (
+            json!({"topic": "$aws/events/presence/connected/tether-invoke-0a1b", "timestamp": now}),
+            "NOT_A_DEVICE",
+        ),
+        (
+            reply_event("tether/replies/dev-1/r1/not-an-inbox", b"{}", now),
+            "INVALID_TOPIC_ID",
+        ),
+        (
             json!({"topic": "$aws/events/presence/disconnected/dev-1", "timestamp": 999_999_999_999_999_i64}),
             "IMPLAUSIBLE_TIMESTAMP",
         ),

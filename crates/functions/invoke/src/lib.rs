@@ -18,6 +18,15 @@
 //!   then iot-data Publish on the request topic with QoS 1 and the time left as message
 //!   expiry; whether the device got it cannot be known.
 //!
+//! How the reply comes back: with `REPLY_INBOX`, each warm instance holds one MQTT connection
+//! subscribed to a reply space of its own ([`inbox`]); the request's response topic names it,
+//! so the reply reaches the waiting call directly. The call records the reply with the same
+//! conditional write `ingest` uses (whichever lands first wins; the other adds nothing) and
+//! answers only once it is recorded. The reply topic still matches the reply rule, so `ingest`
+//! records it too, and the record is still polled (less often): a lost or dead connection
+//! makes a call slower, never unanswered. Without an inbox (or when it cannot be relied on),
+//! the reply goes by the rule and the record is polled.
+//!
 //! With an `Idempotency-Key`, the request id is derived from the device and the key, so a retry
 //! finds the same record, publishes nothing and waits for the same answer; the same key with
 //! another body is a 409.
@@ -35,6 +44,7 @@ use tether_adapters::http::{
 use tether_adapters::iot::{DeviceRequest, DirectOutcome, IotGateway};
 use tether_domain::api::{Invocation, InvokeRequest, InvokeResponse, MAX_PAYLOAD_BYTES};
 use tether_domain::clock::now_ms;
+use tether_domain::reply::DeviceReply;
 use tether_domain::status::{Lifecycle, NO_RESPONSE_FROM_DEVICE};
 use tether_domain::{
     ApiError, DeviceId, InvocationStatus, MethodName, Phase, RequestId, Source, StatusReason,
@@ -47,6 +57,15 @@ const MAX_BODY_BYTES: usize = MAX_PAYLOAD_BYTES + 4 * 1024;
 /// Polling of the record: first interval, growth factor, ceiling.
 const FIRST_POLL: Duration = Duration::from_millis(5);
 const MAX_POLL: Duration = Duration::from_millis(100);
+/// The same while the reply may come to the inbox: the poll is only the fallback.
+const INBOX_FIRST_POLL: Duration = Duration::from_millis(50);
+const INBOX_MAX_POLL: Duration = Duration::from_millis(250);
+/// Longest a call waits for the inbox to prove its connection (after a quiet spell).
+const INBOX_PROBE: Duration = Duration::from_millis(200);
+
+pub mod inbox;
+
+use inbox::{Inbox, Listening};
 
 /// A record as the wait loop sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,13 +130,29 @@ pub trait Ports: Sync {
         reason: StatusReason,
     ) -> impl Future<Output = Result<bool, ApiError>> + Send;
     fn config(&self) -> &Config;
+    /// Registers the call for its reply on this instance's inbox, if there is one that can be
+    /// relied on (checked within `probe`).
+    fn listen(
+        &self,
+        id: &RequestId,
+        device: &DeviceId,
+        probe: Duration,
+    ) -> impl Future<Output = Option<Listening>> + Send;
+    /// Records a device's reply as `ingest` does; `true` when the record now shows it.
+    fn record_reply(
+        &self,
+        id: &RequestId,
+        device: &DeviceId,
+        change: &StatusChange,
+    ) -> impl Future<Output = Result<bool, ApiError>> + Send;
 }
 
-/// The real ports: DynamoDB and AWS IoT.
+/// The real ports: DynamoDB, AWS IoT and the instance's inbox.
 pub struct Deps {
     pub store: Store,
     pub iot: IotGateway,
     pub config: Config,
+    pub inbox: Option<Inbox>,
 }
 
 impl Ports for Deps {
@@ -209,6 +244,31 @@ impl Ports for Deps {
     fn config(&self) -> &Config {
         &self.config
     }
+
+    async fn listen(
+        &self,
+        id: &RequestId,
+        device: &DeviceId,
+        probe: Duration,
+    ) -> Option<Listening> {
+        match &self.inbox {
+            Some(inbox) => inbox.listen(id, device, probe).await,
+            None => None,
+        }
+    }
+
+    async fn record_reply(
+        &self,
+        id: &RequestId,
+        device: &DeviceId,
+        change: &StatusChange,
+    ) -> Result<bool, ApiError> {
+        self.store
+            .apply_reply(id, device, change)
+            .await
+            .map(|outcome| outcome.applied)
+            .map_err(upstream)
+    }
 }
 
 /// The Lambda handler: every outcome is a response; errors become problem+json.
@@ -249,13 +309,23 @@ async fn invoke(
         return Err(ApiError::DeviceNotConnected(call.device.to_string()));
     }
     let created = begin(ports, &call).await?;
+    // A retry sent nothing: its reply, if any, went to the first call's inbox.
+    let listening = match created {
+        true => {
+            let left = call.deadline.saturating_duration_since(Instant::now());
+            ports
+                .listen(&call.id, &call.device, INBOX_PROBE.min(left / 4))
+                .await
+        }
+        false => None,
+    };
     let (answer, delivered) = if created && direct {
-        send_and_wait(ports, &call).await?
+        send_and_wait(ports, &call, listening).await?
     } else {
         if created {
-            publish(ports, &call).await?;
+            publish(ports, &call, listening.as_ref()).await?;
         }
-        (wait(ports, &call.id, call.deadline).await?, None)
+        (wait(ports, &call, listening).await?, None)
     };
     if let Some(answer) = answer {
         return Ok(answered(&call, answer, started));
@@ -275,12 +345,13 @@ async fn invoke(
 async fn send_and_wait(
     ports: &impl Ports,
     call: &Call,
+    listening: Option<Listening>,
 ) -> Result<(Option<Answer>, Option<bool>), ApiError> {
-    let message = device_request(ports, call);
+    let message = device_request(ports, call, listening.as_ref());
     let left = call.deadline.saturating_duration_since(Instant::now());
     let confirm_s = i32::try_from(left.as_millis().div_ceil(1000)).unwrap_or(15);
     let send = ports.send_direct(&call.device, &message, confirm_s.clamp(1, 15));
-    let waiting = wait(ports, &call.id, call.deadline);
+    let waiting = wait(ports, call, listening);
     tokio::pin!(send, waiting);
     let mut delivered: Option<bool> = None;
     let mut answer: Option<Option<Answer>> = None;
@@ -428,24 +499,33 @@ async fn begin(ports: &impl Ports, call: &Call) -> Result<bool, ApiError> {
     }
 }
 
-/// The request as the device gets it, with the time left as its expiry.
-fn device_request(ports: &impl Ports, call: &Call) -> DeviceRequest {
+/// The request as the device gets it, with the time left as its expiry; its response topic
+/// names the inbox that waits for it, if any.
+fn device_request(ports: &impl Ports, call: &Call, listening: Option<&Listening>) -> DeviceRequest {
     let (id, device) = (&call.id, &call.device);
     let topics = &ports.config().topics;
     let left = call.deadline.saturating_duration_since(Instant::now());
+    let response_topic = match listening {
+        Some(listening) => topics.reply_to(device, id, listening.inbox()),
+        None => topics.reply(device, id),
+    };
     DeviceRequest {
         topic: topics.request(device, &call.invocation.method, id),
         payload: call.invocation.payload.clone(),
-        response_topic: topics.reply(device, id),
+        response_topic,
         correlation: id.to_string(),
         expiry_s: left.as_millis().div_ceil(1000) as i64,
     }
 }
 
 /// Publishes the request (`DELIVERY=publish`); a failed publish closes the record as FAILED.
-async fn publish(ports: &impl Ports, call: &Call) -> Result<(), ApiError> {
+async fn publish(
+    ports: &impl Ports,
+    call: &Call,
+    listening: Option<&Listening>,
+) -> Result<(), ApiError> {
     let id = &call.id;
-    let message = device_request(ports, call);
+    let message = device_request(ports, call, listening);
     if let Err(err) = ports.publish(&message).await {
         let reason = StatusReason::new(
             "PUBLISH_FAILED",
@@ -497,35 +577,106 @@ async fn time_out(
     })
 }
 
-/// Polls the record until it is final or the deadline passes. The request is out by now, so a
-/// read that fails and may succeed later is polled again rather than answered with a 503: a
-/// caller told to retry would send the device the request twice.
+/// Waits for the answer until the deadline: the reply on the inbox, if the call listens there,
+/// and the record, polled. The request is out by now, so a read that fails and may succeed
+/// later is polled again rather than answered with a 503: a caller told to retry would send
+/// the device the request twice.
 async fn wait(
     ports: &impl Ports,
-    id: &RequestId,
-    deadline: Instant,
+    call: &Call,
+    mut listening: Option<Listening>,
 ) -> Result<Option<Answer>, ApiError> {
-    let mut interval = FIRST_POLL;
+    let (id, deadline) = (&call.id, call.deadline);
+    let (mut interval, max_interval) = match listening {
+        Some(_) => (INBOX_FIRST_POLL, INBOX_MAX_POLL),
+        None => (FIRST_POLL, MAX_POLL),
+    };
+    let mut read_now = listening.is_none();
     loop {
-        match ports.answer(id).await {
-            Ok(Some(answer)) if answer.is_final() => return Ok(Some(answer)),
-            Ok(_) => {}
-            Err(err) if err.retry_after().is_some() => {
-                tracing::warn!(request_id = %id, error = %err, "reading the record failed; polling on");
+        if read_now {
+            match ports.answer(id).await {
+                Ok(Some(answer)) if answer.is_final() => return Ok(Some(answer)),
+                Ok(_) => {}
+                Err(err) if err.retry_after().is_some() => {
+                    tracing::warn!(request_id = %id, error = %err, "reading the record failed; polling on");
+                }
+                Err(err) => return Err(err),
             }
-            Err(err) => return Err(err),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Ok(None);
         }
-        tokio::time::sleep(interval.min(left)).await;
+        let pause = tokio::time::sleep(interval.min(left));
+        read_now = true;
+        match listening.as_mut() {
+            Some(inbox) => {
+                tokio::select! {
+                    () = pause => {}
+                    reply = inbox.reply() => {
+                        listening = None;
+                        read_now = false;
+                        if let Some(answer) = take_reply(ports, call, reply).await? {
+                            return Ok(Some(answer));
+                        }
+                    }
+                }
+            }
+            None => pause.await,
+        }
         if Instant::now() >= deadline {
             // No last read: the TIMED_OUT write is conditional on the record being open, so
             // a reply that arrived meanwhile still wins, one round trip sooner.
             return Ok(None);
         }
-        interval = (interval * 3 / 2).min(MAX_POLL);
+        if read_now {
+            interval = (interval * 3 / 2).min(max_interval);
+        }
+    }
+}
+
+/// A reply that came to the inbox: recorded as `ingest` records it, and the answer once the
+/// record shows it (the same reply by the rule may have been recorded first: then the record
+/// is the answer). A reply that is not a valid answer, or that cannot be recorded now, is left
+/// to `ingest` (which records malformed replies as rejected) and the wait goes on.
+async fn take_reply(
+    ports: &impl Ports,
+    call: &Call,
+    payload: Option<Vec<u8>>,
+) -> Result<Option<Answer>, ApiError> {
+    let id = &call.id;
+    let Some(payload) = payload else {
+        return Ok(None);
+    };
+    let reply = match DeviceReply::parse(&payload) {
+        Ok(reply) => reply,
+        Err(problem) => {
+            tracing::info!(request_id = %id, error = %problem, "a reply on the inbox that is not an answer; left to ingest");
+            return Ok(None);
+        }
+    };
+    let status = InvocationStatus::from(reply.status);
+    let change = StatusChange::new(status, Source::Device, now_ms())
+        .with_reason(reply.status_reason.clone())
+        .with_result(reply.result.clone());
+    match ports.record_reply(id, &call.device, &change).await {
+        Ok(true) => Ok(Some(Answer {
+            status,
+            result: reply.result,
+            status_reason: reply.status_reason,
+        })),
+        // The record had moved on: the rule path recorded the reply first (or the record is
+        // not this device's); whatever the record says is the answer, if it is final.
+        Ok(false) => Ok(ports
+            .answer(id)
+            .await
+            .ok()
+            .flatten()
+            .filter(Answer::is_final)),
+        Err(err) => {
+            tracing::warn!(request_id = %id, error = %err, "the reply could not be recorded now; left to ingest");
+            Ok(None)
+        }
     }
 }
 

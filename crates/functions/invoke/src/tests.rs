@@ -34,6 +34,12 @@ struct Fake {
     delivered_notes: Mutex<Vec<RequestId>>,
     /// What a retry finds in the timeline.
     timeline_delivered: bool,
+    /// The instance has an inbox: the reply that comes to it, and when.
+    inbox_reply: Option<(Duration, Vec<u8>)>,
+    listened: Mutex<usize>,
+    /// What recording an inbox reply does: applied, refused, or an outage.
+    record_outcome: Result<bool, ()>,
+    recorded: Mutex<Vec<&'static str>>,
 }
 
 impl Fake {
@@ -63,6 +69,18 @@ impl Fake {
             sent_direct: Mutex::default(),
             delivered_notes: Mutex::default(),
             timeline_delivered: false,
+            inbox_reply: None,
+            listened: Mutex::new(0),
+            record_outcome: Ok(true),
+            recorded: Mutex::default(),
+        }
+    }
+
+    /// The instance's inbox gets `payload` `after` the call began to listen.
+    fn inbox(self, after: Duration, payload: Value) -> Self {
+        Self {
+            inbox_reply: Some((after, payload.to_string().into_bytes())),
+            ..self
         }
     }
 
@@ -186,6 +204,29 @@ impl Ports for Fake {
 
     fn config(&self) -> &Config {
         &self.config
+    }
+
+    async fn listen(&self, _: &RequestId, _: &DeviceId, _: Duration) -> Option<Listening> {
+        *self.listened.lock().unwrap() += 1;
+        let (after, payload) = self.inbox_reply.clone()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(payload);
+        });
+        let inbox = tether_domain::topics::Inbox::parse("tether-invoke-test").unwrap();
+        Some(Listening::from_channel(inbox, rx))
+    }
+
+    async fn record_reply(
+        &self,
+        _: &RequestId,
+        _: &DeviceId,
+        change: &StatusChange,
+    ) -> Result<bool, ApiError> {
+        self.recorded.lock().unwrap().push(change.status);
+        self.record_outcome
+            .map_err(|()| ApiError::UpstreamUnavailable { retry_after_s: 1 })
     }
 }
 
@@ -644,4 +685,94 @@ async fn a_retry_sends_nothing_and_its_504_reads_the_delivery_from_the_timeline(
         fake.sent_direct.lock().unwrap().is_empty(),
         "nothing sent again"
     );
+}
+
+mod inbox_replies {
+    use super::*;
+
+    fn body(response: &HttpResponse) -> Value {
+        match response.body() {
+            Body::Text(text) => serde_json::from_str(text).unwrap(),
+            other => panic!("unexpected body {other:?}"),
+        }
+    }
+
+    fn succeeded() -> Value {
+        json!({"status": "SUCCEEDED", "result": {"on": true}})
+    }
+
+    #[tokio::test]
+    async fn a_reply_on_the_inbox_is_recorded_then_answered_without_the_poll() {
+        let ports = Fake::direct(DirectOutcome::Delivered)
+            .inbox(Duration::from_millis(5), succeeded())
+            .answers(vec![None]);
+        let response = handle(&ports, sample()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(body(&response)["status"], "SUCCEEDED");
+        assert_eq!(body(&response)["result"], json!({"on": true}));
+        assert_eq!(*ports.recorded.lock().unwrap(), vec!["SUCCEEDED"]);
+        // The request named the inbox as its response topic.
+        let sent = ports.sent_direct.lock().unwrap();
+        assert!(
+            sent[0].1.response_topic.ends_with("/tether-invoke-test"),
+            "{}",
+            sent[0].1.response_topic
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reply_the_rule_path_recorded_first_is_answered_from_the_record() {
+        let mut ports = Fake::direct(DirectOutcome::Delivered)
+            .inbox(Duration::from_millis(5), succeeded())
+            .answers(vec![None, answer("SUCCEEDED")]);
+        ports.record_outcome = Ok(false);
+        let response = handle(&ports, sample()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(body(&response)["status"], "SUCCEEDED");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_or_unrecordable_inbox_reply_falls_back_to_the_record() {
+        for (payload, outcome) in [
+            (json!({"status": "DONE"}), Ok(true)),
+            (succeeded(), Err(())),
+        ] {
+            let mut ports = Fake::direct(DirectOutcome::Delivered)
+                .inbox(Duration::from_millis(5), payload)
+                .answers(vec![None, None, answer("FAILED")]);
+            ports.record_outcome = outcome;
+            let response = handle(&ports, sample()).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            // The answer is what the record says (ingest's), never the unrecorded reply.
+            assert_eq!(body(&response)["status"], "FAILED");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_retry_does_not_listen() {
+        let key = |request: &mut Request| {
+            request
+                .headers_mut()
+                .insert("idempotency-key", "order-8".parse().unwrap());
+        };
+        let first = Fake::direct(DirectOutcome::Delivered).answers(vec![answer("SUCCEEDED")]);
+        let mut request = sample();
+        key(&mut request);
+        handle(&first, request).await;
+        let (_, hash) = first.begun.lock().unwrap()[0].clone();
+
+        let retry = Fake::direct(DirectOutcome::Delivered)
+            .inbox(Duration::from_millis(5), succeeded())
+            .answers(vec![answer("SUCCEEDED")]);
+        *retry.begin.lock().unwrap() = Some(Begin::Existing {
+            request_hash: Some(hash),
+            device: Some("dev-1".into()),
+        });
+        let mut request = sample();
+        key(&mut request);
+        let response = handle(&retry, request).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(*retry.listened.lock().unwrap(), 0);
+        assert!(retry.recorded.lock().unwrap().is_empty());
+    }
 }

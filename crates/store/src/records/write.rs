@@ -101,12 +101,30 @@ impl Store {
             .is_some_and(|timeline| timeline.iter().any(|e| e.status == super::DELIVERED)))
     }
 
+    /// Whether the invocation's timeline has an entry of this status from this source.
+    async fn has_entry(&self, id: &RequestId, change: &StatusChange) -> Result<bool, StoreError> {
+        Ok(self
+            .invocation(id)
+            .await?
+            .and_then(|record| record.timeline)
+            .is_some_and(|timeline| {
+                timeline
+                    .iter()
+                    .any(|e| e.status == change.status && e.source == change.source.as_str())
+            }))
+    }
+
     /// Records a device's reply to an invocation: like [`Store::apply`] without `meta`, and the
     /// record changes only if it belongs to `device`, so one device cannot answer for another.
     /// The record is written first, so that a reply from a device that does not own the
     /// invocation is known before its timeline entry is written: it is kept as rejected
     /// (`INVALID_REPLY`, `WRONG_DEVICE`), never as an answer. A retry after a failed timeline
     /// write finds the record already showing the change and writes the same entry.
+    ///
+    /// The same reply comes twice: to the waiting `invoke` instance and through the reply rule
+    /// to `ingest`, each with its own time. Whichever writes first records it; the other finds
+    /// the record holding this device's answer already and adds no second timeline entry (it
+    /// writes the entry only if the first writer's is missing).
     #[tracing::instrument(skip(self, change), fields(request_id = %id, status = change.status))]
     pub async fn apply_reply(
         &self,
@@ -130,6 +148,16 @@ impl Store {
                 tracing::warn!(device = %device, "a reply from a device that does not own the invocation");
                 self.put_event(&pk, &wrong_device(device, change.at_ms))
                     .await?
+            }
+            Written::Refused {
+                holds: Some((status, source)),
+                ..
+            } if status == change.status && source == change.source.as_str() => {
+                if self.has_entry(id, change).await? {
+                    false
+                } else {
+                    self.put_event(&pk, change).await?
+                }
             }
             _ => self.put_event(&pk, change).await?,
         };

@@ -1,0 +1,379 @@
+//! The instance's inbox: one MQTT 5 connection per warm `invoke` instance, subscribed once to a
+//! reply space of its own, so a device's reply reaches the function that waits for it without
+//! the rule → `ingest` → DynamoDB → polling round.
+//!
+//! - The connection's client id is the [`Inbox`] name (`tether-invoke-…`); it subscribes to
+//!   `{prefix}/replies/+/+/{inbox}` and nothing else, so an instance never sees replies meant
+//!   for another.
+//! - A request names `{prefix}/replies/{deviceId}/{requestId}/{inbox}` as its MQTT 5 response
+//!   topic. That topic also matches the reply rule (`{prefix}/replies/+/+/#`), so `ingest`
+//!   still records every reply; the inbox only makes it arrive sooner.
+//! - A reply is handed to the call waiting for that request id, and only if it comes from that
+//!   call's device (the device's policy lets it publish only under its own id).
+//! - Lambda freezes an instance between invocations; on thaw the connection may be dead. Before
+//!   a call relies on the inbox, it checks when the broker was last heard from; if that is
+//!   longer ago than the keep-alive, it subscribes again and waits briefly for the SUBACK (a
+//!   round trip that proves the connection). No SUBACK in time: the call goes without the
+//!   inbox, by the rule path, and the connection is re-established in the background. A dead
+//!   connection can make a call slower, never unanswered: the record is still polled.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
+use tether_domain::topics::{Inbox as InboxName, InvokeTopics};
+use tether_domain::{DeviceId, RequestId};
+use tokio::sync::{oneshot, Notify};
+
+/// How often the client pings an idle broker; also how long the broker may stay silent before
+/// a call checks the connection.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Pause before reconnecting after a connection error.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+/// Longest a reply may be (the API's payload limit is far below).
+const MAX_PACKET: u32 = 256 * 1024;
+
+/// Where the inbox connects (`REPLY_INBOX`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Reads `mqtt://host:port`. (Deployed, an instance would connect with MQTT over WebSocket
+    /// signed with its role's credentials; that transport is not built yet.)
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let rest = text.strip_prefix("mqtt://").ok_or_else(|| {
+            format!("{text:?} is not mqtt://host:port (the only transport so far)")
+        })?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{text:?} has no port"))?;
+        let port = port
+            .parse()
+            .map_err(|_| format!("{text:?} has an invalid port"))?;
+        if host.is_empty() {
+            return Err(format!("{text:?} has no host"));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// A call waiting for its reply.
+struct Waiter {
+    device: DeviceId,
+    reply: oneshot::Sender<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Link {
+    /// Subscribed on the current connection.
+    subscribed: bool,
+    /// When the broker was last heard from.
+    heard: Option<Instant>,
+}
+
+struct Shared {
+    topics: InvokeTopics,
+    name: InboxName,
+    waiting: Mutex<HashMap<RequestId, Waiter>>,
+    link: Mutex<Link>,
+    /// Woken on every SUBACK.
+    subacked: Notify,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// A reply published to this inbox: handed to the call waiting for it, if the topic names
+    /// that call's device.
+    fn deliver(&self, topic: &str, payload: Vec<u8>) {
+        let Ok(reply) = self.topics.parse_reply(topic) else {
+            tracing::debug!(%topic, "not a reply topic");
+            return;
+        };
+        if reply.inbox.as_ref() != Some(&self.name) {
+            return;
+        }
+        let mut waiting = lock(&self.waiting);
+        match waiting.get(&reply.request_id) {
+            Some(waiter) if waiter.device == reply.device => {
+                if let Some(waiter) = waiting.remove(&reply.request_id) {
+                    let _ = waiter.reply.send(payload);
+                }
+            }
+            Some(_) => {
+                tracing::warn!(device = %reply.device, request_id = %reply.request_id, "a reply from a device that was not asked; left to ingest");
+            }
+            None => tracing::debug!(request_id = %reply.request_id, "a reply no call waits for"),
+        }
+    }
+
+    fn heard(&self) {
+        lock(&self.link).heard = Some(Instant::now());
+    }
+}
+
+/// The inbox of this instance.
+pub struct Inbox {
+    shared: Arc<Shared>,
+    client: AsyncClient,
+    filter: String,
+}
+
+/// A call's claim on its reply; dropping it stops waiting.
+pub struct Listening {
+    inbox: InboxName,
+    reply: oneshot::Receiver<Vec<u8>>,
+    _claim: Option<Claim>,
+}
+
+/// Removes the call from the inbox's waiting list when it is done.
+struct Claim {
+    shared: Arc<Shared>,
+    id: RequestId,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&self.shared.waiting).remove(&self.id);
+    }
+}
+
+impl Listening {
+    /// A claim fed by a channel instead of a connection (the handler's unit tests).
+    pub fn from_channel(inbox: InboxName, reply: oneshot::Receiver<Vec<u8>>) -> Self {
+        Self {
+            inbox,
+            reply,
+            _claim: None,
+        }
+    }
+
+    /// The inbox the request's response topic names.
+    pub fn inbox(&self) -> &InboxName {
+        &self.inbox
+    }
+
+    /// The reply's payload, when it comes; `None` if the inbox went away.
+    pub async fn reply(&mut self) -> Option<Vec<u8>> {
+        (&mut self.reply).await.ok()
+    }
+}
+
+impl Inbox {
+    /// Opens the connection and subscribes, waiting at most `within` for the SUBACK; the
+    /// connection keeps (re)connecting in the background either way.
+    pub async fn open(endpoint: &Endpoint, topics: InvokeTopics, within: Duration) -> Self {
+        let name = InboxName::random();
+        let mut options = MqttOptions::new(name.as_str(), endpoint.host.as_str(), endpoint.port);
+        options.set_keep_alive(KEEP_ALIVE);
+        options.set_clean_start(true);
+        options.set_max_packet_size(Some(MAX_PACKET));
+        // rumqttc sizes its table of in-flight publishes by this bound (65,535 by default):
+        // the inbox publishes nothing.
+        options.set_outgoing_inflight_upper_limit(8);
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        options.set_network_options(network);
+        let (client, eventloop) = AsyncClient::new(options, 16);
+        let filter = topics.inbox_filter(&name);
+        let shared = Arc::new(Shared {
+            topics,
+            name,
+            waiting: Mutex::default(),
+            link: Mutex::default(),
+            subacked: Notify::new(),
+        });
+        let inbox = Self {
+            shared: Arc::clone(&shared),
+            client: client.clone(),
+            filter: filter.clone(),
+        };
+        let subscribed = inbox.shared.subacked.notified();
+        tokio::spawn(run(eventloop, client, filter, shared));
+        if tokio::time::timeout(within, subscribed).await.is_err() {
+            tracing::warn!(inbox = %inbox.shared.name, "the inbox is not subscribed yet; calls go by the rule path until it is");
+        }
+        inbox
+    }
+
+    pub fn name(&self) -> &InboxName {
+        &self.shared.name
+    }
+
+    /// Registers a call for its reply, if the inbox can be relied on: subscribed, and heard
+    /// from within the keep-alive, or proven alive by a SUBACK within `probe`.
+    pub async fn listen(
+        &self,
+        id: &RequestId,
+        device: &DeviceId,
+        probe: Duration,
+    ) -> Option<Listening> {
+        let (subscribed, heard) = {
+            let link = lock(&self.shared.link);
+            (link.subscribed, link.heard)
+        };
+        if !subscribed {
+            return None;
+        }
+        let quiet = heard.map_or(Duration::MAX, |at| at.elapsed());
+        if quiet > KEEP_ALIVE {
+            // Maybe a thawed instance: prove the connection with a round trip.
+            let subacked = self.shared.subacked.notified();
+            if self
+                .client
+                .try_subscribe(self.filter.clone(), QoS::AtLeastOnce)
+                .is_err()
+                || tokio::time::timeout(probe, subacked).await.is_err()
+            {
+                tracing::info!(inbox = %self.shared.name, quiet_ms = quiet.as_millis() as u64, "the inbox did not answer; this call goes by the rule path");
+                return None;
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        lock(&self.shared.waiting).insert(
+            id.clone(),
+            Waiter {
+                device: device.clone(),
+                reply: tx,
+            },
+        );
+        Some(Listening {
+            inbox: self.shared.name.clone(),
+            reply: rx,
+            _claim: Some(Claim {
+                shared: Arc::clone(&self.shared),
+                id: id.clone(),
+            }),
+        })
+    }
+}
+
+/// The connection's event loop: subscribes on every (clean) connection, hands replies over,
+/// notes when the broker was last heard from, and reconnects after errors.
+async fn run(mut eventloop: EventLoop, client: AsyncClient, filter: String, shared: Arc<Shared>) {
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(packet)) => {
+                shared.heard();
+                match packet {
+                    Packet::ConnAck(_) => {
+                        lock(&shared.link).subscribed = false;
+                        if client
+                            .try_subscribe(filter.clone(), QoS::AtLeastOnce)
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Packet::SubAck(_) => {
+                        lock(&shared.link).subscribed = true;
+                        shared.subacked.notify_waiters();
+                    }
+                    Packet::Publish(publish) => {
+                        let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+                        shared.deliver(&topic, publish.payload.to_vec());
+                    }
+                    Packet::Disconnect(_) => {
+                        lock(&shared.link).subscribed = false;
+                        tracing::warn!(inbox = %shared.name, "the broker disconnected the inbox");
+                    }
+                    _ => {}
+                }
+            }
+            Ok(Event::Outgoing(_)) => {}
+            Err(ConnectionError::RequestsDone) => return,
+            Err(err) => {
+                lock(&shared.link).subscribed = false;
+                tracing::debug!(inbox = %shared.name, error = %err, "inbox connection error; reconnecting");
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            topics: InvokeTopics::default(),
+            name: InboxName::parse("tether-invoke-abc").unwrap(),
+            waiting: Mutex::default(),
+            link: Mutex::default(),
+            subacked: Notify::new(),
+        }
+    }
+
+    fn wait(shared: &Shared, id: &str, device: &str) -> oneshot::Receiver<Vec<u8>> {
+        let (tx, rx) = oneshot::channel();
+        lock(&shared.waiting).insert(
+            RequestId::parse(id).unwrap(),
+            Waiter {
+                device: DeviceId::parse(device).unwrap(),
+                reply: tx,
+            },
+        );
+        rx
+    }
+
+    #[test]
+    fn a_reply_reaches_the_call_of_its_request_and_device_only() {
+        let shared = shared();
+        let mut r1 = wait(&shared, "r1", "dev-1");
+        // Another device answering r1, another inbox, a request no one waits for: ignored.
+        shared.deliver(
+            "tether/replies/dev-2/r1/tether-invoke-abc",
+            b"forged".to_vec(),
+        );
+        shared.deliver(
+            "tether/replies/dev-1/r1/tether-invoke-xyz",
+            b"other".to_vec(),
+        );
+        shared.deliver(
+            "tether/replies/dev-1/r9/tether-invoke-abc",
+            b"nobody".to_vec(),
+        );
+        shared.deliver("tether/replies/dev-1/r1", b"rule path".to_vec());
+        assert!(r1.try_recv().is_err());
+        assert_eq!(lock(&shared.waiting).len(), 1);
+
+        shared.deliver(
+            "tether/replies/dev-1/r1/tether-invoke-abc",
+            b"answer".to_vec(),
+        );
+        assert_eq!(r1.try_recv().unwrap(), b"answer");
+        assert!(lock(&shared.waiting).is_empty());
+    }
+
+    #[test]
+    fn endpoints_are_mqtt_urls() {
+        assert_eq!(
+            Endpoint::parse("mqtt://127.0.0.1:1883").unwrap(),
+            Endpoint {
+                host: "127.0.0.1".into(),
+                port: 1883
+            }
+        );
+        for bad in [
+            "127.0.0.1:1883",
+            "wss://x/mqtt",
+            "mqtt://x",
+            "mqtt://:1",
+            "mqtt://x:y",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
