@@ -285,22 +285,41 @@ async fn cold_starts(
         .to_path_buf();
     let scratch = root.join(".local/bench/zips");
     std::fs::create_dir_all(&scratch)?;
+    let without = |name: &str| -> Vec<(String, String)> {
+        env.function_env
+            .iter()
+            .filter(|(n, _)| n != name)
+            .cloned()
+            .collect()
+    };
     for (name, event) in report::cold_start_events(root)? {
         let binary = match name {
             "hello-lambda" => harness.join(name),
             _ => functions.join(name),
         };
-        for _ in 0..runs.max(5) {
-            let cold = coldstart::measure(&binary, event.clone(), &env.function_env)
-                .await
-                .with_context(|| format!("cold start of {name}"))?;
-            f.add(COLD, &format!("{name}: init"), "ms", cold.init_ms);
-            f.add(
-                COLD,
-                &format!("{name}: peak RSS"),
-                "MiB",
-                cold.peak_rss_kib as f64 / 1024.0,
-            );
+        // invoke also without its inbox (no MQTT connection opened during init) and without
+        // SSL_CERT_FILE (the trust store found by scanning the system's certificate paths).
+        let mut variants = vec![(name.to_owned(), env.function_env.clone())];
+        if name == "invoke" {
+            variants.push(("invoke without inbox".to_owned(), without("REPLY_INBOX")));
+            variants.push((
+                "invoke without SSL_CERT_FILE".to_owned(),
+                without("SSL_CERT_FILE"),
+            ));
+        }
+        for (label, function_env) in variants {
+            for _ in 0..runs.max(5) {
+                let cold = coldstart::measure(&binary, event.clone(), &function_env)
+                    .await
+                    .with_context(|| format!("cold start of {label}"))?;
+                f.add(COLD, &format!("{label}: init"), "ms", cold.init_ms);
+                f.add(
+                    COLD,
+                    &format!("{label}: peak RSS"),
+                    "MiB",
+                    cold.peak_rss_kib as f64 / 1024.0,
+                );
+            }
         }
         let zipped = coldstart::zipped_size(&binary, &scratch)? as f64 / (1024.0 * 1024.0);
         f.add(COLD, &format!("{name}: zipped"), "MiB", zipped);

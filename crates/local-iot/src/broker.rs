@@ -51,6 +51,8 @@ pub enum ConnEvent {
 #[derive(Debug)]
 pub struct Broker {
     addr: SocketAddr,
+    /// MQTT over WebSocket (path `/mqtt`), if asked for.
+    ws_addr: Option<SocketAddr>,
     scx: ServerContext,
     /// Direct messages waiting for their PUBACK.
     acks: AckWaiters,
@@ -59,9 +61,11 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Binds `127.0.0.1:{port}` (0 picks a free port) and starts serving.
+    /// Binds `127.0.0.1:{port}` (0 picks a free port), and `127.0.0.1:{ws_port}` for MQTT over
+    /// WebSocket if given, and starts serving.
     pub async fn start(
         port: u16,
+        ws_port: Option<u16>,
         events: mpsc::UnboundedSender<ConnEvent>,
         jobs: mpsc::UnboundedSender<JobsRequest>,
     ) -> anyhow::Result<Self> {
@@ -101,10 +105,12 @@ impl Broker {
             .await;
         register.start().await;
 
-        let (addr, task) = listen(&scx, SocketAddr::from(([127, 0, 0, 1], port)))?;
-        tracing::info!(%addr, "MQTT broker listening");
+        let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let (addr, ws_addr, task) = listen(&scx, local(port), ws_port.map(local))?;
+        tracing::info!(%addr, ?ws_addr, "MQTT broker listening");
         Ok(Self {
             addr,
+            ws_addr,
             scx,
             acks,
             listener: Mutex::new(task),
@@ -113,6 +119,11 @@ impl Broker {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where MQTT over WebSocket is served (`ws://{addr}/mqtt`), if it is.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
     }
 
     /// Delivery straight to one client.
@@ -153,7 +164,7 @@ impl Broker {
             "MQTT outage: clients dropped, connections refused"
         );
         tokio::time::sleep(downtime).await;
-        let (_, task) = listen(&self.scx, self.addr)?;
+        let (_, _, task) = listen(&self.scx, self.addr, self.ws_addr)?;
         *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = task;
         tracing::info!(addr = %self.addr, "MQTT broker listening again");
         Ok(())
@@ -161,11 +172,40 @@ impl Broker {
 }
 
 const LISTENER_ID: u16 = 1;
+const WS_LISTENER_ID: u16 = 2;
 
-/// Binds `addr` and serves MQTT on it with the broker's context.
-fn listen(scx: &ServerContext, addr: SocketAddr) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = Builder::new()
-        .name("mqtt")
+/// Binds `addr` (and `ws_addr` for MQTT over WebSocket) and serves MQTT on them with the
+/// broker's context.
+fn listen(
+    scx: &ServerContext,
+    addr: SocketAddr,
+    ws_addr: Option<SocketAddr>,
+) -> anyhow::Result<(SocketAddr, Option<SocketAddr>, JoinHandle<()>)> {
+    let listener = settings("mqtt", addr).bind()?.tcp()?;
+    let addr = listener.local_addr()?;
+    // The context keeps each listener's settings by id; listening again replaces them.
+    scx.listen_cfgs.remove(&LISTENER_ID);
+    let mut server = MqttServer::new(scx.clone()).listener_by_id(listener, LISTENER_ID);
+    let mut bound_ws = None;
+    if let Some(ws_addr) = ws_addr {
+        let ws = settings("mqtt-ws", ws_addr).bind()?.ws()?;
+        bound_ws = Some(ws.local_addr()?);
+        scx.listen_cfgs.remove(&WS_LISTENER_ID);
+        server = server.listener_by_id(ws, WS_LISTENER_ID);
+    }
+    let server = server.build();
+    let task = tokio::spawn(async move {
+        if let Err(err) = server.run().await {
+            tracing::error!(error = %err, "MQTT broker stopped");
+        }
+    });
+    Ok((addr, bound_ws, task))
+}
+
+/// A listener's settings, as AWS IoT Core behaves.
+fn settings(name: &str, addr: SocketAddr) -> Builder {
+    Builder::new()
+        .name(name)
         .laddr(addr)
         // Listening again after an outage must not wait for the old connections' TIME_WAIT.
         .reuseaddr(Some(true))
@@ -178,20 +218,6 @@ fn listen(scx: &ServerContext, addr: SocketAddr) -> anyhow::Result<(SocketAddr, 
         // A message without a message expiry is delivered without one, as AWS IoT Core does
         // (rmqtt would otherwise give it 5 minutes, which a device reads as its deadline).
         .message_expiry_interval(Duration::ZERO)
-        .bind()?
-        .tcp()?;
-    let addr = listener.local_addr()?;
-    // The context keeps each listener's settings by id; listening again replaces them.
-    scx.listen_cfgs.remove(&LISTENER_ID);
-    let server = MqttServer::new(scx.clone())
-        .listener_by_id(listener, LISTENER_ID)
-        .build();
-    let task = tokio::spawn(async move {
-        if let Err(err) = server.run().await {
-            tracing::error!(error = %err, "MQTT broker stopped");
-        }
-    });
-    Ok((addr, task))
 }
 
 impl Drop for Broker {

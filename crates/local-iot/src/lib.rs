@@ -42,6 +42,8 @@ use crate::rules::{DeadLetters, Delivery, Rule};
 pub struct Config {
     /// MQTT port on 127.0.0.1 (0: a free one).
     pub mqtt_port: u16,
+    /// MQTT over WebSocket (path `/mqtt`) on 127.0.0.1 (0: a free one; `None`: not served).
+    pub ws_port: Option<u16>,
     /// HTTP port on 127.0.0.1 for the AWS REST operations (0: a free one).
     pub http_port: u16,
     pub account: Account,
@@ -69,6 +71,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             mqtt_port: 0,
+            ws_port: Some(0),
             http_port: 0,
             account: Account::default(),
             rules: Vec::new(),
@@ -99,7 +102,7 @@ impl LocalIot {
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         let (conn_tx, conn_rx) = mpsc::unbounded_channel();
         let (jobs_tx, mut jobs_rx) = mpsc::unbounded_channel();
-        let broker = Broker::start(config.mqtt_port, conn_tx, jobs_tx)
+        let broker = Broker::start(config.mqtt_port, config.ws_port, conn_tx, jobs_tx)
             .await
             .context("starting the MQTT broker")?;
         let mqtt = broker.addr();
@@ -192,6 +195,11 @@ impl LocalIot {
     /// The MQTT listener.
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.broker.addr()
+    }
+
+    /// The MQTT over WebSocket listener (`ws://{addr}/mqtt`), if served.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.broker.ws_addr()
     }
 
     /// `http://127.0.0.1:{port}`: the value for `AWS_ENDPOINT_URL_IOT`,

@@ -22,6 +22,9 @@ struct Args {
     /// MQTT port on 127.0.0.1 (0 picks a free port).
     #[arg(long, env = "LOCAL_IOT_MQTT_PORT", default_value_t = 1883)]
     mqtt_port: u16,
+    /// MQTT over WebSocket (path /mqtt) port on 127.0.0.1 (0 picks a free port).
+    #[arg(long, env = "LOCAL_IOT_WS_PORT", default_value_t = 8083)]
+    ws_port: u16,
     /// HTTP port on 127.0.0.1 for the AWS REST operations (0 picks a free port).
     #[arg(long, env = "LOCAL_IOT_HTTP_PORT", default_value_t = 4566)]
     http_port: u16,
@@ -75,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let iot = LocalIot::start(Config {
         mqtt_port: args.mqtt_port,
+        ws_port: Some(args.ws_port),
         http_port: args.http_port,
         account: Account {
             region: args.region,

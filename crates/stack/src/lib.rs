@@ -116,6 +116,8 @@ pub fn default_behaviours() -> Vec<String> {
 pub struct Endpoints {
     pub api: String,
     pub mqtt: String,
+    /// MQTT over WebSocket: `ws://127.0.0.1:{port}/mqtt`.
+    pub mqtt_ws: String,
     pub iot: String,
     pub dynamodb: String,
     pub table: String,
@@ -130,6 +132,7 @@ impl Endpoints {
             "# Tether local stack (written by tether-local). `source` this file.\n\
              export TETHER_API={api}\n\
              export TETHER_MQTT={mqtt}\n\
+             export TETHER_MQTT_WS={mqtt_ws}\n\
              export TETHER_TABLE={table}\n\
              export AWS_ENDPOINT_URL_DYNAMODB={dynamodb}\n\
              export AWS_ENDPOINT_URL_IOT={iot}\n\
@@ -147,6 +150,7 @@ impl Endpoints {
             },
             api = self.api,
             mqtt = self.mqtt,
+            mqtt_ws = self.mqtt_ws,
             table = self.table,
             dynamodb = self.dynamodb,
             iot = self.iot,
@@ -247,8 +251,9 @@ pub fn function_env(endpoints: &Endpoints) -> Vec<(String, String)> {
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "local"),
         ("AWS_SECRET_ACCESS_KEY", "local"),
-        // Each invoke instance's inbox: replies straight to the waiting call.
-        ("REPLY_INBOX", endpoints.mqtt.as_str()),
+        // Each invoke instance's inbox: replies straight to the waiting call, over MQTT over
+        // WebSocket as deployed (there with TLS and SigV4).
+        ("REPLY_INBOX", endpoints.mqtt_ws.as_str()),
         ("AWS_ENDPOINT_URL_DYNAMODB", endpoints.dynamodb.as_str()),
         ("AWS_ENDPOINT_URL_IOT", endpoints.iot.as_str()),
         ("AWS_ENDPOINT_URL_IOT_DATA_PLANE", endpoints.iot.as_str()),
@@ -260,8 +265,17 @@ pub fn function_env(endpoints: &Endpoints) -> Vec<(String, String)> {
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
+    // One trust-store bundle, as the template sets it (there: Amazon Linux's path).
+    .chain(
+        Path::new(DEBIAN_CA_BUNDLE)
+            .exists()
+            .then(|| ("SSL_CERT_FILE".to_owned(), DEBIAN_CA_BUNDLE.to_owned())),
+    )
     .collect()
 }
+
+/// Debian's bundle of the system's trusted certificates.
+const DEBIAN_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Builds the functions, starts `cargo lambda watch` on `watch_port` and waits until it serves.
 async fn start_functions(
@@ -333,6 +347,10 @@ impl Stack {
         let endpoints = Endpoints {
             api: gateway.url(),
             mqtt: format!("mqtt://{}", iot.mqtt_addr()),
+            mqtt_ws: iot
+                .ws_addr()
+                .map(|addr| format!("ws://{addr}/mqtt"))
+                .unwrap_or_default(),
             iot: iot.endpoint_url(),
             dynamodb: dynamo.endpoint().to_owned(),
             table: config.table.clone(),

@@ -29,9 +29,12 @@ const ROLE_ACTIONS: [(&str, &[&str]); 7] = [
             "dynamodb:PutItem",
             "dynamodb:Query",
             "dynamodb:UpdateItem",
+            "iot:Connect",
             "iot:GetConnection",
             "iot:Publish",
+            "iot:Receive",
             "iot:SendDirectMessage",
+            "iot:Subscribe",
         ],
     ),
     (
@@ -388,6 +391,50 @@ fn direct_messages_go_only_to_the_request_topic_space() {
         );
     }
     assert_eq!(seen, 1, "one SendDirectMessage statement");
+}
+
+#[test]
+fn the_invoke_inbox_connects_subscribes_and_receives_only_in_its_own_reply_space() {
+    let doc = template();
+    let policies = &doc["Resources"]["InvokeFunction"]["Properties"]["Policies"];
+    let mut expected: BTreeMap<&str, &str> = [
+        ("iot:Connect", ":client/tether-invoke-*"),
+        (
+            "iot:Subscribe",
+            ":topicfilter/${TopicPrefix}/replies/+/+/tether-invoke-*",
+        ),
+        (
+            "iot:Receive",
+            ":topic/${TopicPrefix}/replies/*/*/tether-invoke-*",
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let mut found = Vec::new();
+    statements(policies, "InvokeFunction".into(), &mut found);
+    for (at, s) in found {
+        for action in strings(&s["Action"]) {
+            if let Some(suffix) = expected.remove(action.as_str()) {
+                let resources = strings(&s["Resource"]);
+                assert_eq!(resources.len(), 1, "{at}: {resources:?}");
+                assert!(
+                    resources[0].ends_with(suffix),
+                    "{at}: {action} on {}",
+                    resources[0]
+                );
+                assert!(s["Condition"].is_null(), "{at}");
+            }
+        }
+    }
+    assert!(
+        expected.is_empty(),
+        "missing inbox statements: {expected:?}"
+    );
+    // The inbox's client ids are not devices' (whose policy confines them to their thing name).
+    let inbox = doc["Parameters"]["ReplyInbox"]["AllowedPattern"]
+        .as_str()
+        .unwrap();
+    assert!(inbox.starts_with("^$|^wss://"), "{inbox}");
 }
 
 #[test]

@@ -19,11 +19,18 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{
+    sign, SessionTokenMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
 use tether_domain::topics::{Inbox as InboxName, InvokeTopics};
 use tether_domain::{DeviceId, RequestId};
 use tokio::sync::{oneshot, Notify};
@@ -38,32 +45,196 @@ const MAX_PACKET: u32 = 256 * 1024;
 
 /// Where the inbox connects (`REPLY_INBOX`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
+pub enum Endpoint {
+    /// `mqtt://host:port`: plain MQTT.
+    Tcp { host: String, port: u16 },
+    /// `ws://host:port/path`: MQTT over WebSocket, unsigned (local-iot).
+    Ws { url: String, port: u16 },
+    /// `wss://host[:port]/path`: MQTT over WebSocket with TLS, each connection presigned with
+    /// SigV4 from the function's credentials (AWS IoT Core's `wss://{endpoint}/mqtt`).
+    Wss { url: String, port: u16 },
 }
 
 impl Endpoint {
-    /// Reads `mqtt://host:port`. (Deployed, an instance would connect with MQTT over WebSocket
-    /// signed with its role's credentials; that transport is not built yet.)
     pub fn parse(text: &str) -> Result<Self, String> {
-        let rest = text.strip_prefix("mqtt://").ok_or_else(|| {
-            format!("{text:?} is not mqtt://host:port (the only transport so far)")
-        })?;
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{text:?} has no port"))?;
-        let port = port
-            .parse()
-            .map_err(|_| format!("{text:?} has an invalid port"))?;
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| format!("{text:?} is not mqtt://host:port, ws://… or wss://…"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, ""),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                Some(
+                    port.parse::<u16>()
+                        .map_err(|_| format!("{text:?} has an invalid port"))?,
+                ),
+            ),
+            None => (authority, None),
+        };
         if host.is_empty() {
             return Err(format!("{text:?} has no host"));
         }
-        Ok(Self {
-            host: host.to_owned(),
-            port,
+        match (scheme, port) {
+            ("mqtt", Some(port)) if path.is_empty() => Ok(Self::Tcp {
+                host: host.to_owned(),
+                port,
+            }),
+            ("mqtt", _) => Err(format!("{text:?}: mqtt:// takes host:port and no path")),
+            ("ws", port) => Ok(Self::Ws {
+                url: text.to_owned(),
+                port: port.unwrap_or(80),
+            }),
+            ("wss", port) => Ok(Self::Wss {
+                url: text.to_owned(),
+                port: port.unwrap_or(443),
+            }),
+            _ => Err(format!("{text:?}: the scheme is not mqtt, ws or wss")),
+        }
+    }
+
+    /// The client options for this endpoint; `signer` presigns each `wss` connection.
+    fn options(&self, client_id: &str, signer: Option<Presigner>) -> Result<MqttOptions, String> {
+        Ok(match self {
+            Self::Tcp { host, port } => MqttOptions::new(client_id, host.as_str(), *port),
+            Self::Ws { url, port } => {
+                let mut options = MqttOptions::new(client_id, url.as_str(), *port);
+                options.set_transport(Transport::Ws);
+                options
+            }
+            Self::Wss { url, port } => {
+                let signer = signer.ok_or("wss:// needs AWS credentials to sign with")?;
+                let mut options = MqttOptions::new(client_id, url.as_str(), *port);
+                options.set_transport(Transport::wss_with_config(TlsConfiguration::Rustls(
+                    tls_config()?,
+                )));
+                // Signed again on every (re)connection: credentials rotate and a presigned URL
+                // is short-lived.
+                options.set_request_modifier(move |request| {
+                    let signer = signer.clone();
+                    async move { signer.sign(request).await }
+                });
+                options
+            }
         })
     }
+}
+
+/// TLS for `wss`: the system's trust store (one bundle when `SSL_CERT_FILE` names it), ring.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err(format!("no trusted root certificates: {:?}", found.errors));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Presigns the WebSocket upgrade request for AWS IoT Core: SigV4 in the query string, service
+/// `iotdevicegateway`, only `host` signed, and — as AWS IoT asks — a session token appended
+/// after signing rather than signed.
+#[derive(Clone)]
+pub struct Presigner {
+    region: String,
+    credentials: SharedCredentialsProvider,
+}
+
+/// How long a presigned upgrade request is valid (it is used at once).
+const PRESIGNED_FOR: Duration = Duration::from_secs(300);
+
+impl Presigner {
+    pub fn new(region: &str, credentials: SharedCredentialsProvider) -> Self {
+        Self {
+            region: region.to_owned(),
+            credentials,
+        }
+    }
+
+    /// The request with its URI replaced by the presigned one; on failure the request as it
+    /// was (the connection is then refused, and retried).
+    async fn sign(&self, request: http::Request<()>) -> http::Request<()> {
+        match self
+            .presigned(&request.uri().to_string(), SystemTime::now())
+            .await
+        {
+            Ok(uri) => {
+                let (mut parts, body) = request.into_parts();
+                match uri.parse() {
+                    Ok(uri) => parts.uri = uri,
+                    Err(err) => tracing::warn!(error = %err, "the presigned URL does not parse"),
+                }
+                http::Request::from_parts(parts, body)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not sign the inbox connection");
+                request
+            }
+        }
+    }
+
+    /// `url` (`wss://host/path`) presigned at `time`.
+    pub async fn presigned(&self, url: &str, time: SystemTime) -> Result<String, String> {
+        let credentials = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| format!("AWS credentials: {e}"))?;
+        let token = credentials.session_token().map(str::to_owned);
+        let identity: Identity = credentials.into();
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(PRESIGNED_FOR);
+        settings.session_token_mode = SessionTokenMode::Exclude;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("iotdevicegateway")
+            .time(time)
+            .settings(settings)
+            .build()
+            .map_err(|e| e.to_string())?
+            .into();
+        let signable =
+            SignableRequest::new("GET", url, std::iter::empty(), SignableBody::Bytes(&[]))
+                .map_err(|e| e.to_string())?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| e.to_string())?
+            .into_parts();
+        let mut request = http::Request::builder()
+            .uri(url)
+            .body(())
+            .map_err(|e| e.to_string())?;
+        instructions.apply_to_request_http1x(&mut request);
+        let mut signed = request.uri().to_string();
+        if let Some(token) = token {
+            signed.push_str("&X-Amz-Security-Token=");
+            signed.push_str(&percent_encode(&token));
+        }
+        Ok(signed)
+    }
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// A call waiting for its reply.
@@ -172,10 +343,16 @@ impl Listening {
 
 impl Inbox {
     /// Opens the connection and subscribes, waiting at most `within` for the SUBACK; the
-    /// connection keeps (re)connecting in the background either way.
-    pub async fn open(endpoint: &Endpoint, topics: InvokeTopics, within: Duration) -> Self {
+    /// connection keeps (re)connecting in the background either way. `signer` signs `wss`
+    /// connections.
+    pub async fn open(
+        endpoint: &Endpoint,
+        signer: Option<Presigner>,
+        topics: InvokeTopics,
+        within: Duration,
+    ) -> Result<Self, String> {
         let name = InboxName::random();
-        let mut options = MqttOptions::new(name.as_str(), endpoint.host.as_str(), endpoint.port);
+        let mut options = endpoint.options(name.as_str(), signer)?;
         options.set_keep_alive(KEEP_ALIVE);
         options.set_clean_start(true);
         options.set_max_packet_size(Some(MAX_PACKET));
@@ -204,7 +381,7 @@ impl Inbox {
         if tokio::time::timeout(within, subscribed).await.is_err() {
             tracing::warn!(inbox = %inbox.shared.name, "the inbox is not subscribed yet; calls go by the rule path until it is");
         }
-        inbox
+        Ok(inbox)
     }
 
     pub fn name(&self) -> &InboxName {
@@ -358,22 +535,88 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_are_mqtt_urls() {
+    fn endpoints_are_mqtt_and_websocket_urls() {
         assert_eq!(
             Endpoint::parse("mqtt://127.0.0.1:1883").unwrap(),
-            Endpoint {
+            Endpoint::Tcp {
                 host: "127.0.0.1".into(),
                 port: 1883
             }
         );
+        assert_eq!(
+            Endpoint::parse("ws://127.0.0.1:8083/mqtt").unwrap(),
+            Endpoint::Ws {
+                url: "ws://127.0.0.1:8083/mqtt".into(),
+                port: 8083
+            }
+        );
+        assert_eq!(
+            Endpoint::parse("wss://abc-ats.iot.eu-west-1.amazonaws.com/mqtt").unwrap(),
+            Endpoint::Wss {
+                url: "wss://abc-ats.iot.eu-west-1.amazonaws.com/mqtt".into(),
+                port: 443
+            }
+        );
         for bad in [
             "127.0.0.1:1883",
-            "wss://x/mqtt",
             "mqtt://x",
+            "mqtt://x:1/path",
             "mqtt://:1",
             "mqtt://x:y",
+            "http://x/mqtt",
+            "wss:///mqtt",
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_presigned_url_signs_only_the_host_for_iot_and_appends_the_token() {
+        use aws_credential_types::Credentials;
+        let signer = Presigner::new(
+            "eu-west-1",
+            SharedCredentialsProvider::new(Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                Some("token/with+chars=".into()),
+                None,
+                "test",
+            )),
+        );
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        let url = signer
+            .presigned("wss://abc-ats.iot.eu-west-1.amazonaws.com/mqtt", time)
+            .await
+            .unwrap();
+        let (base, query) = url.split_once('?').unwrap();
+        assert_eq!(base, "wss://abc-ats.iot.eu-west-1.amazonaws.com/mqtt");
+        let pairs: Vec<(&str, &str)> = query
+            .split('&')
+            .map(|p| p.split_once('=').unwrap())
+            .collect();
+        let get = |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        assert_eq!(get("X-Amz-Algorithm"), Some("AWS4-HMAC-SHA256"));
+        assert_eq!(
+            get("X-Amz-Credential"),
+            Some("AKIDEXAMPLE%2F20150830%2Feu-west-1%2Fiotdevicegateway%2Faws4_request")
+        );
+        assert_eq!(get("X-Amz-Date"), Some("20150830T123600Z"));
+        assert_eq!(get("X-Amz-SignedHeaders"), Some("host"));
+        assert_eq!(get("X-Amz-Expires"), Some("300"));
+        assert_eq!(get("X-Amz-Signature").map(str::len), Some(64));
+        // The token comes last, after the signature, encoded.
+        assert_eq!(
+            pairs.last(),
+            Some(&("X-Amz-Security-Token", "token%2Fwith%2Bchars%3D"))
+        );
+        // Another time, another signature.
+        let later = signer
+            .presigned(
+                "wss://abc-ats.iot.eu-west-1.amazonaws.com/mqtt",
+                time + Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        assert_ne!(later, url);
     }
 }

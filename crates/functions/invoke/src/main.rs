@@ -4,7 +4,7 @@ use lambda_http::{run, service_fn, Error};
 use std::time::Duration;
 use tether_adapters::{aws, config::Config, iot::IotGateway};
 
-use tether_invoke::inbox::{Endpoint, Inbox};
+use tether_invoke::inbox::{Endpoint, Inbox, Presigner};
 use tether_invoke::{handle, Deps};
 use tether_store::Store;
 
@@ -21,7 +21,21 @@ async fn main() -> Result<(), Error> {
         Some(url) => {
             let endpoint =
                 Endpoint::parse(url).map_err(|problem| format!("REPLY_INBOX: {problem}"))?;
-            Some(Inbox::open(&endpoint, config.topics.clone(), Duration::from_secs(2)).await)
+            let signer = match (sdk.region(), sdk.credentials_provider()) {
+                (Some(region), Some(credentials)) => {
+                    Some(Presigner::new(region.as_ref(), credentials))
+                }
+                _ => None,
+            };
+            let inbox = Inbox::open(
+                &endpoint,
+                signer,
+                config.topics.clone(),
+                Duration::from_secs(2),
+            )
+            .await
+            .map_err(|problem| format!("REPLY_INBOX: {problem}"))?;
+            Some(inbox)
         }
         None => None,
     };
