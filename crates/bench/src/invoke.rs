@@ -147,6 +147,12 @@ pub async fn deadline(env: &Env, timeout_ms: u64, calls: usize) -> anyhow::Resul
 }
 
 /// The hops of one invocation, each measured alone, `samples` times; p50 of each, in ms.
+/// The hops only the rule path takes (a reply through the rule into ingest, the record read).
+pub const RULE_PATH_HOPS: [&str; 2] = [
+    "rule delivery into ingest (Invoke API)",
+    "DynamoDB consistent read",
+];
+
 pub async fn hops(env: &Env, samples: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
     let mut found = Vec::new();
     found.push((
@@ -311,12 +317,30 @@ fn p50(values: &[f64]) -> f64 {
 /// The AWS blog sample's approach: per call a new MQTT connection, subscribe to the reply
 /// topic, publish the request, wait for the answer, disconnect; through the same broker to the
 /// same simulated devices.
-pub async fn baseline(env: &Env, calls: usize) -> anyhow::Result<Batch> {
+/// `concurrency` callers share the `calls`, each one call at a time.
+pub async fn baseline(env: &Env, calls: usize, concurrency: usize) -> anyhow::Result<Batch> {
+    let started_all = Instant::now();
+    let per_caller = calls.div_ceil(concurrency.max(1));
+    let callers = (0..concurrency.max(1)).map(|caller| {
+        let first = caller * per_caller;
+        baseline_calls(env, first..(first + per_caller).min(calls))
+    });
+    let mut batch = Batch::default();
+    for done in futures::future::join_all(callers).await {
+        let done = done?;
+        batch.latencies.extend(done.latencies);
+        batch.errors += done.errors;
+    }
+    batch.wall = started_all.elapsed();
+    Ok(batch)
+}
+
+async fn baseline_calls(env: &Env, calls: std::ops::Range<usize>) -> anyhow::Result<Batch> {
     let topics = InvokeTopics::new("tether")?;
     let method = MethodName::parse("ping")?;
     let mut batch = Batch::default();
     let started_all = Instant::now();
-    for i in 0..calls {
+    for i in calls {
         let dev = DeviceId::parse(device(i % env.devices))?;
         let id = RequestId::random();
         let reply = format!("bench/baseline/{id}");
