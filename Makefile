@@ -13,7 +13,7 @@ DEVICE_VENV := .venv-device
 DEVICE_VENV_STAMP := $(DEVICE_VENV)/.installed
 CARGO ?= cargo
 
-.PHONY: help venv run demo test bench soak lint deny fuzz tools fmt check cli requirements clean enable-job-events
+.PHONY: help venv run demo test bench soak lint deny deny-advisories fuzz tools fmt check cli requirements clean enable-job-events
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -76,6 +76,17 @@ deny: $(CARGO_DENY) ## cargo deny, offline: every dependency's licence (deny.tom
 	# Every platform's crates (windows-sys too) must be in the local cache for the offline check.
 	$(CARGO) fetch --locked --quiet
 	$(CARGO_DENY) --offline --locked check licenses bans sources
+
+ADVISORY_DB_PATH ?=
+
+deny-advisories: $(CARGO_DENY) ## RustSec advisories (needs GitHub, or ADVISORY_DB_PATH=<a clone of rustsec/advisory-db>); triage in deny.toml
+	$(if $(ADVISORY_DB_PATH),\
+	  db=$$(mktemp -d) && git clone --quiet $(ADVISORY_DB_PATH) $$db/advisory-db-3157b0e258782691 && \
+	  touch $$db/advisory-db-3157b0e258782691/.git/FETCH_HEAD && \
+	  sed 's|^yanked = "warn"|yanked = "warn"\ndb-path = "'$$db'"|' deny.toml > $$db/deny.toml && \
+	  $(CARGO_DENY) --config $$db/deny.toml --offline --locked check advisories; \
+	  status=$$?; rm -rf $$db; exit $$status,\
+	  $(CARGO_DENY) --locked check advisories)
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := http_bodies device_payloads topics parameter_values ids rule_sql dead_letters jobs commands page_tokens

@@ -5,7 +5,8 @@
 //! and differ only in how an answer is written:
 //! - direct invocation: a [`DeviceReply`] on the request's MQTT 5 response topic with its
 //!   correlation data, or on `{prefix}/replies/{deviceId}/{requestId}` when there is no response
-//!   topic; there is no progress report;
+//!   topic; progress is an `IN_PROGRESS` reply on the same topic, with its details as
+//!   `statusReason` (`PROGRESS`, `50%`);
 //! - Commands: a [`CommandResponse`] on `.../executions/{executionId}/response/json`, results in
 //!   the device format (lower-case `s` / `b` / `bin`);
 //! - Jobs: job execution updates ([`JobStep::Update`]: a status and `statusDetails`); the
@@ -224,8 +225,14 @@ pub fn invoke(behaviour: &Behaviour, request: &Request, reply_to: &ReplyTo) -> V
             status: name,
         }
     };
+    let halfway = StatusReason::new(PROGRESS_REASON, Some("50%".to_owned()));
     render(outline(behaviour, request), |answer| match answer {
-        Answer::Progress => None,
+        Answer::Progress => Some(reply(
+            ReplyStatus::InProgress,
+            None,
+            Some(&halfway),
+            "IN_PROGRESS",
+        )),
         Answer::Success => Some(reply(
             ReplyStatus::Succeeded,
             echo_json(&request.payload),
@@ -269,6 +276,9 @@ pub fn command(behaviour: &Behaviour, request: &Request, response_topic: &str) -
         })
     })
 }
+
+/// The reason code of a direct invocation's progress report (`IN_PROGRESS`).
+pub const PROGRESS_REASON: &str = "PROGRESS";
 
 /// The `statusDetails` key of a job's progress (`"50%"`, `"100%"`).
 pub const PROGRESS_KEY: &str = "progress";
@@ -481,12 +491,20 @@ mod tests {
             ]
         );
         assert!(never.is_empty() && !answers(&never));
-        assert_eq!(progress[0], Step::Sleep(Duration::from_millis(30)));
         assert_eq!(
-            sent(&progress).len(),
-            1,
-            "no progress report over direct invocation"
+            sent(&progress),
+            [
+                (
+                    "t/r".to_owned(),
+                    json!({"status": "IN_PROGRESS", "statusReason": {"reasonCode": "PROGRESS", "reasonDescription": "50%"}})
+                ),
+                (
+                    "t/r".to_owned(),
+                    json!({"status": "SUCCEEDED", "result": "not json"})
+                ),
+            ]
         );
+        assert_eq!(progress[1], Step::Sleep(Duration::from_millis(30)));
         assert_eq!(delay[0], Step::Sleep(Duration::from_millis(20)));
         assert_eq!(disconnect, [Step::Drop(Duration::from_millis(9))]);
         assert!(!answers(&disconnect));

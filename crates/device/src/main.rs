@@ -17,8 +17,8 @@ BEHAVIOURS (--behaviour METHOD=BEHAVIOUR, repeatable; METHOD is a method name or
   delay:MS | delay:MIN..MAX    like echo, after MS ms or a random time in [MIN, MAX]
   fail[:CODE[:DESCRIPTION]]    answer FAILED with that statusReason (default DEVICE_FAILED)
   reject[:CODE[:DESCRIPTION]]  answer REJECTED with that statusReason (default DEVICE_REJECTED)
-  progress[:MS]                Commands: IN_PROGRESS, then SUCCEEDED MS later (default 200);
-                               direct invocation: only the delay
+  progress[:MS]                IN_PROGRESS at once, then SUCCEEDED MS later (default 200); a
+                               direct invocation's progress carries statusReason PROGRESS 50%
   never                        receive and never answer
   twice                        answer SUCCEEDED twice
   late[:MARGIN_MS]             answer once the request's deadline has surely passed: its message

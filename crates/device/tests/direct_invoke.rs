@@ -142,7 +142,7 @@ async fn each_method_gets_its_behaviour_and_fail_and_reject_carry_their_reason()
 }
 
 #[tokio::test]
-async fn delay_and_progress_answer_once_and_no_sooner_than_their_pause() {
+async fn delay_answers_once_and_progress_reports_then_answers_no_sooner_than_their_pause() {
     let iot = emulator().await;
     let devices = fleet(
         &iot,
@@ -166,6 +166,8 @@ async fn delay_and_progress_answer_once_and_no_sooner_than_their_pause() {
     Invoke::new("dev-1", "work", "r-work", json!({}))
         .send(&app)
         .await;
+    let progress = next(&mut replies).await;
+    let progress_after = started.elapsed();
     let work = next(&mut replies).await;
     let work_after = started.elapsed();
     let started = Instant::now();
@@ -177,12 +179,15 @@ async fn delay_and_progress_answer_once_and_no_sooner_than_their_pause() {
 
     assert!(slow_after >= Duration::from_millis(300), "{slow_after:?}");
     assert_eq!(json(&slow)["status"], "SUCCEEDED");
-    assert!(work_after >= Duration::from_millis(300), "{work_after:?}");
-    assert_eq!(
-        json(&work)["status"],
-        "SUCCEEDED",
-        "direct invocation has no IN_PROGRESS"
+    // Progress at once, with its details as the reason; the answer after the pause.
+    assert!(
+        progress_after < Duration::from_millis(300),
+        "{progress_after:?}"
     );
+    assert_eq!(json(&progress)["status"], "IN_PROGRESS");
+    assert_eq!(json(&progress)["statusReason"]["reasonDescription"], "50%");
+    assert!(work_after >= Duration::from_millis(300), "{work_after:?}");
+    assert_eq!(json(&work)["status"], "SUCCEEDED");
     assert!(range_after >= Duration::from_millis(100), "{range_after:?}");
     assert_eq!(ranged.topic, "tether/replies/dev-1/r-range");
     nothing_within(&mut replies, QUIET).await;

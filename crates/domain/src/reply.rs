@@ -22,18 +22,28 @@ pub struct DeviceReply {
     pub status_reason: Option<StatusReason>,
 }
 
-/// The final answers a device can give to a direct invocation.
+/// What a device can say to a direct invocation: that it is working on it (`IN_PROGRESS`,
+/// optionally with progress details as `result`, any number of times), then its final answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReplyStatus {
+    InProgress,
     Succeeded,
     Failed,
     Rejected,
 }
 
+impl ReplyStatus {
+    /// Whether this is the device's final answer.
+    pub fn is_final(self) -> bool {
+        self != ReplyStatus::InProgress
+    }
+}
+
 impl From<ReplyStatus> for crate::status::InvocationStatus {
     fn from(status: ReplyStatus) -> Self {
         match status {
+            ReplyStatus::InProgress => Self::InProgress,
             ReplyStatus::Succeeded => Self::Succeeded,
             ReplyStatus::Failed => Self::Failed,
             ReplyStatus::Rejected => Self::Rejected,
@@ -74,6 +84,13 @@ impl DeviceReply {
             reason.validate_from_device()?;
         }
         Ok(reply)
+    }
+
+    /// The result the record keeps: a final answer's. Progress details travel in
+    /// `statusReason`, which the timeline keeps; a `result` sent with `IN_PROGRESS` is not
+    /// kept, so it can never be mistaken for the answer.
+    pub fn recorded_result(&self) -> Option<Value> {
+        self.result.clone().filter(|_| self.status.is_final())
     }
 }
 

@@ -186,6 +186,8 @@ impl Lifecycle for ExecutionStatus {
 pub enum InvocationStatus {
     /// Published; no answer yet.
     Pending,
+    /// The device said it is working on it (repeatable; not an answer).
+    InProgress,
     Succeeded,
     Failed,
     Rejected,
@@ -194,8 +196,9 @@ pub enum InvocationStatus {
 }
 
 impl InvocationStatus {
-    pub const ALL: [InvocationStatus; 5] = [
+    pub const ALL: [InvocationStatus; 6] = [
         InvocationStatus::Pending,
+        InvocationStatus::InProgress,
         InvocationStatus::Succeeded,
         InvocationStatus::Failed,
         InvocationStatus::Rejected,
@@ -211,6 +214,7 @@ impl Lifecycle for InvocationStatus {
     fn phase(self, source: Source) -> Phase {
         match (self, source) {
             (InvocationStatus::Pending, _) => Phase::Created,
+            (InvocationStatus::InProgress, _) => Phase::InProgress,
             (InvocationStatus::TimedOut, Source::Cloud) => Phase::CloudTimedOut,
             _ => Phase::Terminal,
         }
@@ -219,6 +223,7 @@ impl Lifecycle for InvocationStatus {
     fn as_str(self) -> &'static str {
         match self {
             InvocationStatus::Pending => "PENDING",
+            InvocationStatus::InProgress => "IN_PROGRESS",
             InvocationStatus::Succeeded => "SUCCEEDED",
             InvocationStatus::Failed => "FAILED",
             InvocationStatus::Rejected => "REJECTED",

@@ -96,9 +96,12 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     // One line on stdout for scripts: where everything is.
     println!(
-        "ready mqtt=mqtt://{} http={}",
+        "ready mqtt=mqtt://{} http={} ws={}",
         iot.mqtt_addr(),
-        iot.endpoint_url()
+        iot.endpoint_url(),
+        iot.ws_addr()
+            .map(|addr| format!("ws://{addr}/mqtt"))
+            .unwrap_or_default()
     );
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -106,6 +106,7 @@ pub fn default_behaviours() -> Vec<String> {
         "reject=reject:BUSY",
         "silent=never",
         "late=late:300",
+        "progress=progress:300",
     ]
     .map(str::to_owned)
     .to_vec()

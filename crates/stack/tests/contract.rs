@@ -575,11 +575,13 @@ fn schemas_have_the_field_names_serde_writes_and_requests_refuse_unknown_fields(
                 method: "m".into(),
                 payload: Some(json!({})),
                 timeout_ms: Some(100),
+                connect_timeout_ms: Some(50),
             }),
             to_json!(InvokeRequest {
                 method: "m".into(),
                 payload: None,
                 timeout_ms: None,
+                connect_timeout_ms: None,
             }),
         ),
         (

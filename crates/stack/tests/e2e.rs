@@ -17,11 +17,14 @@ use common::Api;
 
 #[path = "e2e/delivery.rs"]
 mod delivery;
-use delivery::each_answer_says_whether_the_device_got_the_request;
+use delivery::{
+    connect_timeout_waits_for_a_device_to_connect,
+    each_answer_says_whether_the_device_got_the_request,
+};
 #[path = "e2e/inbox.rs"]
 mod inbox;
 use inbox::{
-    an_mqtt_3_device_answers_through_the_rule_path,
+    a_device_says_it_is_working_then_answers, an_mqtt_3_device_answers_through_the_rule_path,
     replies_reach_the_waiting_instance_and_are_recorded_once,
 };
 
@@ -944,8 +947,10 @@ fn main() -> ExitCode {
             scenario!(the_read_routes_answer_on_the_deployed_paths),
             scenario!(an_offline_device_is_refused_fast),
             scenario!(each_answer_says_whether_the_device_got_the_request),
+            scenario!(connect_timeout_waits_for_a_device_to_connect),
             scenario!(replies_reach_the_waiting_instance_and_are_recorded_once),
             scenario!(an_mqtt_3_device_answers_through_the_rule_path),
+            scenario!(a_device_says_it_is_working_then_answers),
             scenario!(devices_that_fail_or_reject_a_command_say_why),
             scenario!(a_cloud_timeout_is_replaced_by_the_devices_late_report),
             scenario!(a_retried_start_with_the_same_key_starts_nothing_new),

@@ -632,6 +632,63 @@ async fn a_device_cannot_answer_another_devices_invocation() {
 }
 
 #[tokio::test]
+async fn the_same_reply_by_the_inbox_and_by_the_rule_is_in_the_timeline_once() {
+    let h = harness().await;
+    let id = open_invocation(&h.store).await;
+    let dev1 = device("dev-1");
+    let progress = |at, done: &str| {
+        StatusChange::new(InvocationStatus::InProgress, Source::Device, at)
+            .with_reason(Some(StatusReason::new("PROGRESS", Some(done.into()))))
+    };
+    let answer = |at| StatusChange::new(InvocationStatus::Succeeded, Source::Device, at);
+    let apply = |change: StatusChange| {
+        let (store, id, dev1) = (&h.store, &id, &dev1);
+        async move { store.apply_reply(id, dev1, &change).await.unwrap() }
+    };
+
+    // The waiting instance records a progress report at its own time; the rule path brings the
+    // same report later, stamped earlier by the broker: outranked, and no second entry.
+    assert!(apply(progress(1_200, "50%")).await.applied);
+    let again = apply(progress(1_150, "50%")).await;
+    assert!(!again.applied && !again.new_event);
+    assert!(apply(answer(1_400)).await.applied);
+    // After the answer: a progress report not seen before is kept in the timeline (the record
+    // stays final); the answer again adds nothing.
+    let late = apply(progress(1_300, "80%")).await;
+    assert!(!late.applied && late.new_event);
+    let answer_again = apply(answer(1_350)).await;
+    assert!(!answer_again.applied && !answer_again.new_event);
+
+    let record = h.store.invocation(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, "SUCCEEDED");
+    let entries: Vec<_> = record
+        .timeline
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e.status.clone(),
+                e.status_reason
+                    .as_ref()
+                    .and_then(|r| r.reason_description.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("PENDING".to_owned(), None),
+            ("IN_PROGRESS".to_owned(), Some("50%".to_owned())),
+            ("IN_PROGRESS".to_owned(), Some("80%".to_owned())),
+            ("SUCCEEDED".to_owned(), None),
+        ]
+    );
+    assert!(tether_store::Store::was_delivered(&h.store, &id)
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
 async fn an_invocation_left_pending_past_its_deadline_reads_as_timed_out_until_a_reply() {
     let h = harness().await;
     let now = tether_domain::clock::now_ms();

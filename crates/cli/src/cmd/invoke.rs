@@ -26,6 +26,10 @@ pub struct InvokeArgs {
     /// How long the device has to answer: 100ms to 25s (default 10s).
     #[arg(long, value_parser = input::duration, value_name = "DURATION")]
     timeout: Option<Duration>,
+    /// Wait up to this long for a device that is not connected to connect (at most --timeout);
+    /// without it such a device is refused at once.
+    #[arg(long, value_parser = input::duration, value_name = "DURATION")]
+    connect_timeout: Option<Duration>,
     /// A retry with the same key returns the first call's answer instead of calling again.
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
@@ -48,6 +52,7 @@ impl InvokeArgs {
             method: self.method.clone(),
             payload,
             timeout_ms: self.timeout.map(|t| t.as_millis() as u64),
+            connect_timeout_ms: self.connect_timeout.map(|t| t.as_millis() as u64),
         };
         request.clone().validate().map_err(domain)?;
         let body = serde_json::to_value(&request).map_err(anyhow::Error::from)?;

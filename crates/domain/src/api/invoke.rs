@@ -21,6 +21,14 @@ pub struct InvokeRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout_ms: Option<u64>,
+    /// How long to wait for a device that is not connected to connect (at most `timeoutMs`);
+    /// absent or 0: a device that is not connected is refused at once.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub connect_timeout_ms: Option<u64>,
 }
 
 /// A direct invocation that passed validation.
@@ -30,6 +38,8 @@ pub struct Invocation {
     /// The payload as it will be published (JSON text; `{}` when none was given).
     pub payload: String,
     pub timeout_ms: u64,
+    /// 0: no wait for the device to connect.
+    pub connect_timeout_ms: u64,
 }
 
 impl InvokeRequest {
@@ -41,6 +51,12 @@ impl InvokeRequest {
                 "timeoutMs must be between {} and {}",
                 TIMEOUT_MS.start(),
                 TIMEOUT_MS.end()
+            )));
+        }
+        let connect_timeout_ms = self.connect_timeout_ms.unwrap_or(0);
+        if connect_timeout_ms > timeout_ms {
+            return Err(invalid(format!(
+                "connectTimeoutMs ({connect_timeout_ms}) must not exceed timeoutMs ({timeout_ms})"
             )));
         }
         let payload = match self.payload {
@@ -59,6 +75,7 @@ impl InvokeRequest {
             method,
             payload,
             timeout_ms,
+            connect_timeout_ms,
         })
     }
 }

@@ -377,8 +377,8 @@ async fn ingest_reply(
         Ok(reply) => {
             let change =
                 StatusChange::new(InvocationStatus::from(reply.status), Source::Device, at)
-                    .with_reason(reply.status_reason)
-                    .with_result(reply.result);
+                    .with_result(reply.recorded_result())
+                    .with_reason(reply.status_reason);
             let outcome = ports
                 .apply_reply(&topic.request_id, &topic.device, &change)
                 .await?;

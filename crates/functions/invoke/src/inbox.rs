@@ -33,7 +33,7 @@ use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
 use tether_domain::topics::{Inbox as InboxName, InvokeTopics};
 use tether_domain::{DeviceId, RequestId};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 
 /// How often the client pings an idle broker; also how long the broker may stay silent before
 /// a call checks the connection.
@@ -240,7 +240,8 @@ fn percent_encode(text: &str) -> String {
 /// A call waiting for its reply.
 struct Waiter {
     device: DeviceId,
-    reply: oneshot::Sender<Vec<u8>>,
+    /// Every message on the call's reply topic (progress, then the answer).
+    reply: mpsc::UnboundedSender<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -275,12 +276,11 @@ impl Shared {
         if reply.inbox.as_ref() != Some(&self.name) {
             return;
         }
-        let mut waiting = lock(&self.waiting);
+        let waiting = lock(&self.waiting);
         match waiting.get(&reply.request_id) {
+            // The call stays registered until it ends: progress comes before the answer.
             Some(waiter) if waiter.device == reply.device => {
-                if let Some(waiter) = waiting.remove(&reply.request_id) {
-                    let _ = waiter.reply.send(payload);
-                }
+                let _ = waiter.reply.send(payload);
             }
             Some(_) => {
                 tracing::warn!(device = %reply.device, request_id = %reply.request_id, "a reply from a device that was not asked; left to ingest");
@@ -304,7 +304,7 @@ pub struct Inbox {
 /// A call's claim on its reply; dropping it stops waiting.
 pub struct Listening {
     inbox: InboxName,
-    reply: oneshot::Receiver<Vec<u8>>,
+    reply: mpsc::UnboundedReceiver<Vec<u8>>,
     _claim: Option<Claim>,
 }
 
@@ -322,7 +322,7 @@ impl Drop for Claim {
 
 impl Listening {
     /// A claim fed by a channel instead of a connection (the handler's unit tests).
-    pub fn from_channel(inbox: InboxName, reply: oneshot::Receiver<Vec<u8>>) -> Self {
+    pub fn from_channel(inbox: InboxName, reply: mpsc::UnboundedReceiver<Vec<u8>>) -> Self {
         Self {
             inbox,
             reply,
@@ -335,9 +335,10 @@ impl Listening {
         &self.inbox
     }
 
-    /// The reply's payload, when it comes; `None` if the inbox went away.
+    /// The next message on the call's reply topic, when it comes; `None` if the inbox went
+    /// away.
     pub async fn reply(&mut self) -> Option<Vec<u8>> {
-        (&mut self.reply).await.ok()
+        self.reply.recv().await
     }
 }
 
@@ -417,7 +418,7 @@ impl Inbox {
                 return None;
             }
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.shared.waiting).insert(
             id.clone(),
             Waiter {
@@ -493,8 +494,8 @@ mod tests {
         }
     }
 
-    fn wait(shared: &Shared, id: &str, device: &str) -> oneshot::Receiver<Vec<u8>> {
-        let (tx, rx) = oneshot::channel();
+    fn wait(shared: &Shared, id: &str, device: &str) -> mpsc::UnboundedReceiver<Vec<u8>> {
+        let (tx, rx) = mpsc::unbounded_channel();
         lock(&shared.waiting).insert(
             RequestId::parse(id).unwrap(),
             Waiter {
@@ -526,12 +527,13 @@ mod tests {
         assert!(r1.try_recv().is_err());
         assert_eq!(lock(&shared.waiting).len(), 1);
 
-        shared.deliver(
-            "tether/replies/dev-1/r1/tether-invoke-abc",
-            b"answer".to_vec(),
-        );
+        let to_r1 = "tether/replies/dev-1/r1/tether-invoke-abc";
+        shared.deliver(to_r1, b"progress".to_vec());
+        shared.deliver(to_r1, b"answer".to_vec());
+        assert_eq!(r1.try_recv().unwrap(), b"progress");
         assert_eq!(r1.try_recv().unwrap(), b"answer");
-        assert!(lock(&shared.waiting).is_empty());
+        // The call is removed when its claim ends, not by a message.
+        assert_eq!(lock(&shared.waiting).len(), 1);
     }
 
     #[test]

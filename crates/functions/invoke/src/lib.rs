@@ -62,6 +62,8 @@ const INBOX_FIRST_POLL: Duration = Duration::from_millis(50);
 const INBOX_MAX_POLL: Duration = Duration::from_millis(250);
 /// Longest a call waits for the inbox to prove its connection (after a quiet spell).
 const INBOX_PROBE: Duration = Duration::from_millis(200);
+/// With `connectTimeoutMs`: how often a device that is not connected is looked for again.
+const CONNECT_POLL: Duration = Duration::from_millis(250);
 
 pub mod inbox;
 
@@ -115,7 +117,7 @@ pub trait Ports: Sync {
         id: &RequestId,
         at_ms: i64,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
-    /// Whether the invocation's timeline has `DELIVERED` (a retry did not send it itself).
+    /// Whether the invocation's timeline has `DELIVERED` or the device's `IN_PROGRESS`.
     fn was_delivered(&self, id: &RequestId) -> impl Future<Output = Result<bool, ApiError>> + Send;
     fn answer(
         &self,
@@ -296,6 +298,8 @@ struct Call {
     /// Digest of what was asked: a retry under the same idempotency key must ask the same.
     hash: String,
     deadline: Instant,
+    /// Until when a device that is not connected is waited for (`connectTimeoutMs`).
+    connect_by: Instant,
 }
 
 async fn invoke(
@@ -305,8 +309,8 @@ async fn invoke(
 ) -> Result<HttpResponse, ApiError> {
     let call = accept(request, started)?;
     let direct = ports.config().delivery == Delivery::Direct;
-    if !direct && ports.connected(&call.device).await? != Some(true) {
-        return Err(ApiError::DeviceNotConnected(call.device.to_string()));
+    if !direct {
+        wait_connected(ports, &call).await?;
     }
     let created = begin(ports, &call).await?;
     // A retry sent nothing: its reply, if any, went to the first call's inbox.
@@ -330,11 +334,15 @@ async fn invoke(
     if let Some(answer) = answer {
         return Ok(answered(&call, answer, started));
     }
-    let delivered = match (delivered, direct) {
-        (Some(known), _) => Some(known),
-        // A retry sent nothing itself: the first call's timeline says.
-        (None, true) => ports.was_delivered(&call.id).await.ok(),
-        (None, false) => None,
+    let delivered = match delivered {
+        Some(true) => Some(true),
+        // No PUBACK seen (or none to see: a retry sent nothing itself, Publish has none): the
+        // timeline says whether it came, or whether the device said it is working on it.
+        known => match ports.was_delivered(&call.id).await {
+            Ok(true) => Some(true),
+            Ok(false) if direct => Some(false),
+            _ => known,
+        },
     };
     time_out(ports, &call, started, delivered).await
 }
@@ -348,9 +356,7 @@ async fn send_and_wait(
     listening: Option<Listening>,
 ) -> Result<(Option<Answer>, Option<bool>), ApiError> {
     let message = device_request(ports, call, listening.as_ref());
-    let left = call.deadline.saturating_duration_since(Instant::now());
-    let confirm_s = i32::try_from(left.as_millis().div_ceil(1000)).unwrap_or(15);
-    let send = ports.send_direct(&call.device, &message, confirm_s.clamp(1, 15));
+    let send = send_when_connected(ports, call, &message);
     let waiting = wait(ports, call, listening);
     tokio::pin!(send, waiting);
     let mut delivered: Option<bool> = None;
@@ -385,6 +391,43 @@ async fn send_and_wait(
         }
     }
     Ok((answer.flatten(), delivered))
+}
+
+/// SendDirectMessage with confirmation (the window: the time left, 1 to 15 s). A client that
+/// is not connected is asked for again every [`CONNECT_POLL`] until the call's connect
+/// deadline (`connectTimeoutMs`), then it is the answer.
+async fn send_when_connected(
+    ports: &impl Ports,
+    call: &Call,
+    message: &DeviceRequest,
+) -> Result<DirectOutcome, ApiError> {
+    loop {
+        let left = call.deadline.saturating_duration_since(Instant::now());
+        let confirm_s = i32::try_from(left.as_millis().div_ceil(1000)).unwrap_or(15);
+        match ports
+            .send_direct(&call.device, message, confirm_s.clamp(1, 15))
+            .await
+        {
+            Ok(DirectOutcome::NotConnected) if Instant::now() + CONNECT_POLL <= call.connect_by => {
+                tokio::time::sleep(CONNECT_POLL).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// `DELIVERY=publish`: the device must be known to be connected, or become so by the call's
+/// connect deadline (`connectTimeoutMs`, looked for every [`CONNECT_POLL`]).
+async fn wait_connected(ports: &impl Ports, call: &Call) -> Result<(), ApiError> {
+    loop {
+        if ports.connected(&call.device).await? == Some(true) {
+            return Ok(());
+        }
+        if Instant::now() + CONNECT_POLL > call.connect_by {
+            return Err(ApiError::DeviceNotConnected(call.device.to_string()));
+        }
+        tokio::time::sleep(CONNECT_POLL).await;
+    }
 }
 
 /// What a direct send came to: delivered (kept in the timeline) or not; a client that is not
@@ -433,6 +476,7 @@ fn accept(request: &Request, started: Instant) -> Result<Call, ApiError> {
     let invocation = json_body::<InvokeRequest>(request, MAX_BODY_BYTES)?.validate()?;
     let key = idempotency_key(request)?;
     let deadline = started + Duration::from_millis(invocation.timeout_ms);
+    let connect_by = started + Duration::from_millis(invocation.connect_timeout_ms);
     let hash = digest(&[
         invocation.method.as_str(),
         &invocation.payload,
@@ -453,6 +497,7 @@ fn accept(request: &Request, started: Instant) -> Result<Call, ApiError> {
         id,
         hash,
         deadline,
+        connect_by,
     })
 }
 
@@ -614,8 +659,12 @@ async fn wait(
                 tokio::select! {
                     () = pause => {}
                     reply = inbox.reply() => {
-                        listening = None;
                         read_now = false;
+                        // A reply that was not the answer (progress, malformed, not recordable
+                        // now) leaves the wait to the next one and to the record.
+                        if reply.is_none() {
+                            listening = None;
+                        }
                         if let Some(answer) = take_reply(ports, call, reply).await? {
                             return Ok(Some(answer));
                         }
@@ -655,10 +704,15 @@ async fn take_reply(
             return Ok(None);
         }
     };
+    if !reply.status.is_final() {
+        // Progress is not an answer: `ingest` keeps it in the timeline (one writer, so one
+        // entry: a report that is not final is outranked by nothing the other path writes).
+        return Ok(None);
+    }
     let status = InvocationStatus::from(reply.status);
     let change = StatusChange::new(status, Source::Device, now_ms())
         .with_reason(reply.status_reason.clone())
-        .with_result(reply.result.clone());
+        .with_result(reply.recorded_result());
     match ports.record_reply(id, &call.device, &change).await {
         Ok(true) => Ok(Some(Answer {
             status,

@@ -30,12 +30,14 @@ struct Fake {
     /// What SendDirectMessage answers, after `direct_after`.
     direct: Option<DirectOutcome>,
     direct_after: Duration,
+    /// The first this many sends find the client not connected.
+    absent_sends: Mutex<usize>,
     sent_direct: Mutex<Vec<(DeviceId, DeviceRequest, i32)>>,
     delivered_notes: Mutex<Vec<RequestId>>,
     /// What a retry finds in the timeline.
     timeline_delivered: bool,
-    /// The instance has an inbox: the reply that comes to it, and when.
-    inbox_reply: Option<(Duration, Vec<u8>)>,
+    /// The instance has an inbox: the messages that come to it, each after its pause.
+    inbox_reply: Option<Vec<(Duration, Vec<u8>)>>,
     listened: Mutex<usize>,
     /// What recording an inbox reply does: applied, refused, or an outage.
     record_outcome: Result<bool, ()>,
@@ -66,6 +68,7 @@ impl Fake {
             begun: Mutex::default(),
             direct: None,
             direct_after: Duration::ZERO,
+            absent_sends: Mutex::new(0),
             sent_direct: Mutex::default(),
             delivered_notes: Mutex::default(),
             timeline_delivered: false,
@@ -78,8 +81,17 @@ impl Fake {
 
     /// The instance's inbox gets `payload` `after` the call began to listen.
     fn inbox(self, after: Duration, payload: Value) -> Self {
+        self.inbox_messages(vec![(after, payload)])
+    }
+
+    fn inbox_messages(self, messages: Vec<(Duration, Value)>) -> Self {
         Self {
-            inbox_reply: Some((after, payload.to_string().into_bytes())),
+            inbox_reply: Some(
+                messages
+                    .into_iter()
+                    .map(|(after, payload)| (after, payload.to_string().into_bytes()))
+                    .collect(),
+            ),
             ..self
         }
     }
@@ -154,6 +166,13 @@ impl Ports for Fake {
             .unwrap()
             .push((device.clone(), request.clone(), confirm_s));
         tokio::time::sleep(self.direct_after).await;
+        {
+            let mut absent = self.absent_sends.lock().unwrap();
+            if *absent > 0 {
+                *absent -= 1;
+                return Ok(DirectOutcome::NotConnected);
+            }
+        }
         self.direct
             .ok_or(ApiError::UpstreamUnavailable { retry_after_s: 1 })
     }
@@ -208,11 +227,15 @@ impl Ports for Fake {
 
     async fn listen(&self, _: &RequestId, _: &DeviceId, _: Duration) -> Option<Listening> {
         *self.listened.lock().unwrap() += 1;
-        let (after, payload) = self.inbox_reply.clone()?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let messages = self.inbox_reply.clone()?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = tx.send(payload);
+            for (after, payload) in messages {
+                tokio::time::sleep(after).await;
+                let _ = tx.send(payload);
+            }
+            // The sender stays open, as a live inbox's does.
+            tokio::time::sleep(Duration::from_secs(60)).await;
         });
         let inbox = tether_domain::topics::Inbox::parse("tether-invoke-test").unwrap();
         Some(Listening::from_channel(inbox, rx))
@@ -749,6 +772,23 @@ mod inbox_replies {
     }
 
     #[tokio::test]
+    async fn progress_on_the_inbox_is_left_to_ingest_and_the_answer_follows() {
+        let ports = Fake::direct(DirectOutcome::Delivered)
+            .inbox_messages(vec![
+                (
+                    Duration::from_millis(5),
+                    json!({"status": "IN_PROGRESS", "statusReason": {"reasonCode": "HALFWAY"}}),
+                ),
+                (Duration::from_millis(20), succeeded()),
+            ])
+            .answers(vec![None]);
+        let response = handle(&ports, sample()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(body(&response)["status"], "SUCCEEDED");
+        assert_eq!(*ports.recorded.lock().unwrap(), vec!["SUCCEEDED"]);
+    }
+
+    #[tokio::test]
     async fn an_idempotent_retry_does_not_listen() {
         let key = |request: &mut Request| {
             request
@@ -775,4 +815,92 @@ mod inbox_replies {
         assert_eq!(*retry.listened.lock().unwrap(), 0);
         assert!(retry.recorded.lock().unwrap().is_empty());
     }
+}
+
+mod connect_timeout {
+    use super::*;
+
+    fn waiting(connect_ms: u64) -> Request {
+        with_body(&format!(
+            r#"{{"method": "ping", "timeoutMs": 3000, "connectTimeoutMs": {connect_ms}}}"#
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_device_that_connects_within_the_wait_gets_the_request() {
+        // The device connects at about 400 ms and answers at 700 ms.
+        let ports = Fake::direct(DirectOutcome::Delivered)
+            .inbox(
+                Duration::from_millis(700),
+                json!({"status": "SUCCEEDED", "result": {"on": true}}),
+            )
+            .answers(vec![None]);
+        *ports.absent_sends.lock().unwrap() = 2;
+        let response = handle(&ports, waiting(1500)).await;
+        assert_eq!(response.status(), 200);
+        // Asked twice in vain, every 250 ms, then delivered.
+        assert_eq!(ports.sent_direct.lock().unwrap().len(), 3);
+        assert!(ports.concluded.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_device_that_never_connects_is_a_404_at_the_end_of_the_wait() {
+        let ports = Fake::direct(DirectOutcome::NotConnected).answers(vec![None]);
+        let started = Instant::now();
+        let response = handle(&ports, waiting(600)).await;
+        let waited = started.elapsed();
+        assert_eq!(response.status(), 404);
+        assert!(waited >= Duration::from_millis(500), "{waited:?}");
+        assert!(ports.sent_direct.lock().unwrap().len() >= 3);
+        assert_eq!(
+            ports.concluded.lock().unwrap()[0],
+            (InvocationStatus::Failed, "DEVICE_NOT_CONNECTED".to_owned())
+        );
+        // Without a wait: refused after one send.
+        let at_once = Fake::direct(DirectOutcome::NotConnected).answers(vec![None]);
+        assert_eq!(handle(&at_once, waiting(0)).await.status(), 404);
+        assert_eq!(at_once.sent_direct.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_wait_cannot_outlast_the_deadline_and_publish_waits_too() {
+        let response = handle(&Fake::direct(DirectOutcome::Delivered), waiting(3001)).await;
+        assert_eq!(response.status(), 400);
+
+        let mut offline = Fake::new();
+        offline.connected = Some(false);
+        let started = Instant::now();
+        let response = handle(&offline, waiting(400)).await;
+        assert_eq!(response.status(), 404);
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        assert!(offline.published.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_device_that_said_in_progress_got_the_request_even_without_a_puback() {
+    // Publish: no PUBACK to see; the timeline's IN_PROGRESS says the device has it.
+    let mut ports = Fake::new().answers(vec![None]);
+    ports.timeline_delivered = true;
+    let response = handle(&ports, with_body(r#"{"method": "ping", "timeoutMs": 200}"#)).await;
+    assert_eq!(response.status(), 504);
+    assert_eq!(body_json(&response)["delivered"], true);
+    // Without it, Publish cannot know.
+    let unknown = Fake::new().answers(vec![None]);
+    let response = handle(
+        &unknown,
+        with_body(r#"{"method": "ping", "timeoutMs": 200}"#),
+    )
+    .await;
+    assert!(body_json(&response).get("delivered").is_none());
+    // Direct: no PUBACK by the deadline, but the device said it is working on it.
+    let mut direct = Fake::direct(DirectOutcome::NotAcknowledged).answers(vec![None]);
+    direct.timeline_delivered = true;
+    direct.direct_after = Duration::from_secs(1);
+    let response = handle(
+        &direct,
+        with_body(r#"{"method": "ping", "timeoutMs": 200}"#),
+    )
+    .await;
+    assert_eq!(body_json(&response)["delivered"], true);
 }

@@ -123,3 +123,57 @@ pub async fn each_answer_says_whether_the_device_got_the_request(
     ensure!(started.elapsed() < Duration::from_secs(5), "at once");
     Ok(())
 }
+
+pub async fn connect_timeout_waits_for_a_device_to_connect(
+    api: &Api,
+    stack: &Stack,
+) -> anyhow::Result<()> {
+    let call = |device: &'static str, connect_ms: u64| async move {
+        let path = format!("/devices/{device}/invoke");
+        let body = json!({"method": "ping", "timeoutMs": 5000, "connectTimeoutMs": connect_ms});
+        api.send("POST", &path, Some(body), None).await
+    };
+    // A device that connects a second after the call began: the call waits, then it is sent
+    // and answered.
+    let iot = stack.iot().context("local-iot")?;
+    let joiner = tether_domain::DeviceId::parse("joiner-1")?;
+    let mut behaviours = tether_device::Behaviours::default();
+    behaviours.apply_rules(
+        tether_stack::default_behaviours()
+            .iter()
+            .map(String::as_str),
+    )?;
+    let config = tether_device::FleetConfig::local(iot.mqtt_addr(), vec![joiner])
+        .with_behaviours(behaviours);
+    let started = Instant::now();
+    let (answer, fleet) = tokio::join!(call("joiner-1", 4000), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tether_device::Fleet::start(config).await
+    });
+    let fleet = fleet?;
+    let (status, answered) = answer?;
+    let took = started.elapsed();
+    fleet.shutdown().await;
+    ensure!(
+        status == 200 && answered["status"] == "SUCCEEDED",
+        "{status} {answered}"
+    );
+    ensure!(
+        took >= Duration::from_secs(1),
+        "answered before the device connected: {took:?}"
+    );
+
+    // A device that never connects: a 404 when the wait ends, not before.
+    let started = Instant::now();
+    let (status, gone) = call("never-1", 1500).await?;
+    let took = started.elapsed();
+    ensure!(
+        status == 404 && gone["code"] == "DEVICE_NOT_CONNECTED",
+        "{status} {gone}"
+    );
+    ensure!(
+        took >= Duration::from_millis(1200) && took < Duration::from_secs(4),
+        "refused after {took:?}"
+    );
+    Ok(())
+}

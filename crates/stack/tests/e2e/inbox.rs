@@ -225,3 +225,49 @@ pub async fn an_mqtt_3_device_answers_through_the_rule_path(
     );
     Ok(())
 }
+
+pub async fn a_device_says_it_is_working_then_answers(
+    api: &Api,
+    _stack: &Stack,
+) -> anyhow::Result<()> {
+    // `progress`: IN_PROGRESS (reason PROGRESS, 50%) at once, SUCCEEDED 300 ms later.
+    let (status, answered) = api
+        .send(
+            "POST",
+            "/devices/dev-2/invoke",
+            Some(json!({"method": "progress", "timeoutMs": 5000})),
+            None,
+        )
+        .await?;
+    ensure!(
+        status == 200 && answered["status"] == "SUCCEEDED",
+        "{answered}"
+    );
+    let id = answered["requestId"].as_str().context("requestId")?;
+    // Give the rule path time to record the same messages again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, record) = api
+        .send("GET", &format!("/invocations/{id}"), None, None)
+        .await?;
+    let entries: Vec<&Value> = record["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let count = |status: &str| entries.iter().filter(|e| e["status"] == status).count();
+    ensure!(
+        record["status"] == "SUCCEEDED" && count("IN_PROGRESS") == 1 && count("SUCCEEDED") == 1,
+        "{record}"
+    );
+    let progress = entries
+        .iter()
+        .find(|e| e["status"] == "IN_PROGRESS")
+        .context("IN_PROGRESS")?;
+    ensure!(
+        progress["source"] == "device"
+            && progress["statusReason"]["reasonCode"] == "PROGRESS"
+            && progress["statusReason"]["reasonDescription"] == "50%",
+        "{progress}"
+    );
+    Ok(())
+}

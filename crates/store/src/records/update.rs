@@ -27,8 +27,6 @@ pub(super) enum Written {
     Refused {
         found: bool,
         owner: Option<String>,
-        /// The record's status and source (with a device guard).
-        holds: Option<(String, String)>,
     },
 }
 
@@ -272,16 +270,13 @@ impl RecordUpdate {
                     }
                     _ => None,
                 };
-                let text = |name: &str| {
-                    stored
-                        .and_then(|item| item.get(name))
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                };
+                let owner = stored
+                    .and_then(|item| item.get(attr::DEVICE_ID))
+                    .and_then(|v| v.as_s().ok())
+                    .cloned();
                 Ok(Written::Refused {
                     found: stored.is_some(),
-                    owner: text(attr::DEVICE_ID),
-                    holds: text(attr::STATUS).zip(text(attr::SOURCE)),
+                    owner,
                 })
             }
             Err(err) => Err(StoreError::dynamo("UpdateItem", err)),

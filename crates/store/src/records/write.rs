@@ -91,18 +91,9 @@ impl Store {
         self.put_event(&pk, &StatusChange::delivered(at_ms)).await
     }
 
-    /// Whether an invocation's timeline says its request was delivered (for a retry, which
-    /// did not send it itself).
+    /// Whether an invocation's timeline says its request was delivered: the device's PUBACK
+    /// (`DELIVERED`) or the device's own word that it is working on it (`IN_PROGRESS`).
     pub async fn was_delivered(&self, id: &RequestId) -> Result<bool, StoreError> {
-        Ok(self
-            .invocation(id)
-            .await?
-            .and_then(|record| record.timeline)
-            .is_some_and(|timeline| timeline.iter().any(|e| e.status == super::DELIVERED)))
-    }
-
-    /// Whether the invocation's timeline has an entry of this status from this source.
-    async fn has_entry(&self, id: &RequestId, change: &StatusChange) -> Result<bool, StoreError> {
         Ok(self
             .invocation(id)
             .await?
@@ -110,7 +101,22 @@ impl Store {
             .is_some_and(|timeline| {
                 timeline
                     .iter()
-                    .any(|e| e.status == change.status && e.source == change.source.as_str())
+                    .any(|e| e.status == super::DELIVERED || e.status == "IN_PROGRESS")
+            }))
+    }
+
+    /// Whether the invocation's timeline has an entry of this status, source and reason.
+    async fn has_entry(&self, id: &RequestId, change: &StatusChange) -> Result<bool, StoreError> {
+        Ok(self
+            .invocation(id)
+            .await?
+            .and_then(|record| record.timeline)
+            .is_some_and(|timeline| {
+                timeline.iter().any(|e| {
+                    e.status == change.status
+                        && e.source == change.source.as_str()
+                        && e.status_reason == change.reason
+                })
             }))
     }
 
@@ -122,9 +128,9 @@ impl Store {
     /// write finds the record already showing the change and writes the same entry.
     ///
     /// The same reply comes twice: to the waiting `invoke` instance and through the reply rule
-    /// to `ingest`, each with its own time. Whichever writes first records it; the other finds
-    /// the record holding this device's answer already and adds no second timeline entry (it
-    /// writes the entry only if the first writer's is missing).
+    /// to `ingest`, each with its own time. Whichever writes first records it; the other is
+    /// outranked and adds no second timeline entry when one with the same status, source and
+    /// reason is there (it writes it if the first writer's entry is missing).
     #[tracing::instrument(skip(self, change), fields(request_id = %id, status = change.status))]
     pub async fn apply_reply(
         &self,
@@ -149,17 +155,16 @@ impl Store {
                 self.put_event(&pk, &wrong_device(device, change.at_ms))
                     .await?
             }
-            Written::Refused {
-                holds: Some((status, source)),
-                ..
-            } if status == change.status && source == change.source.as_str() => {
+            // Outranked: the same report may be in the timeline already, written by the other
+            // path with its own time.
+            Written::Refused { .. } => {
                 if self.has_entry(id, change).await? {
                     false
                 } else {
                     self.put_event(&pk, change).await?
                 }
             }
-            _ => self.put_event(&pk, change).await?,
+            Written::Applied => self.put_event(&pk, change).await?,
         };
         let applied = written == Written::Applied;
         tracing::debug!(new_event, applied, "reply written");
