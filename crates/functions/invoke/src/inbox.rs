@@ -621,4 +621,56 @@ mod tests {
             .unwrap();
         assert_ne!(later, url);
     }
+
+    /// A thawed instance (the broker not heard from for longer than the keep-alive) proves its
+    /// connection before a call relies on it; while the broker is away no call relies on it,
+    /// and once the inbox is back calls do again. Against local-iot's broker, over WebSocket.
+    #[tokio::test]
+    async fn a_quiet_connection_is_proven_before_use_and_a_lost_one_is_not_used() {
+        let iot = tether_local_iot::LocalIot::start(tether_local_iot::Config::default())
+            .await
+            .unwrap();
+        let ws = format!("ws://{}/mqtt", iot.ws_addr().unwrap());
+        let inbox = Inbox::open(
+            &Endpoint::parse(&ws).unwrap(),
+            None,
+            InvokeTopics::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let (id, device) = (RequestId::random(), DeviceId::parse("dev-1").unwrap());
+        let probe = Duration::from_millis(500);
+        assert!(inbox.listen(&id, &device, probe).await.is_some());
+
+        // As after a freeze: silent for longer than the keep-alive. The probe's SUBACK proves
+        // the connection, and counts as hearing from the broker.
+        lock(&inbox.shared.link).heard = Instant::now().checked_sub(KEEP_ALIVE * 2);
+        assert!(inbox.listen(&id, &device, probe).await.is_some());
+        assert!(lock(&inbox.shared.link).heard.unwrap().elapsed() < KEEP_ALIVE);
+
+        // The broker drops every client and refuses them for a while: not relied on meanwhile.
+        let outage = tokio::spawn({
+            let iot = std::sync::Arc::new(iot);
+            let during = std::sync::Arc::clone(&iot);
+            async move {
+                during.outage(Duration::from_secs(2)).await.unwrap();
+                iot
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(inbox.listen(&id, &device, probe).await.is_none());
+        let iot = outage.await.unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if inbox.listen(&id, &device, probe).await.is_some() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        assert!(back.is_ok(), "the inbox did not come back after the outage");
+        drop(iot);
+    }
 }
