@@ -27,6 +27,8 @@ pub(super) enum Written {
     Refused {
         found: bool,
         owner: Option<String>,
+        /// The record's precedence (with a device guard): which change it holds.
+        precedence: Option<String>,
     },
 }
 
@@ -270,13 +272,16 @@ impl RecordUpdate {
                     }
                     _ => None,
                 };
-                let owner = stored
-                    .and_then(|item| item.get(attr::DEVICE_ID))
-                    .and_then(|v| v.as_s().ok())
-                    .cloned();
+                let text = |name: &str| {
+                    stored
+                        .and_then(|item| item.get(name))
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                };
                 Ok(Written::Refused {
                     found: stored.is_some(),
-                    owner,
+                    owner: text(attr::DEVICE_ID),
+                    precedence: text(attr::PRECEDENCE),
                 })
             }
             Err(err) => Err(StoreError::dynamo("UpdateItem", err)),

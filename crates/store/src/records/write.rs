@@ -105,21 +105,6 @@ impl Store {
             }))
     }
 
-    /// Whether the invocation's timeline has an entry of this status, source and reason.
-    async fn has_entry(&self, id: &RequestId, change: &StatusChange) -> Result<bool, StoreError> {
-        Ok(self
-            .invocation(id)
-            .await?
-            .and_then(|record| record.timeline)
-            .is_some_and(|timeline| {
-                timeline.iter().any(|e| {
-                    e.status == change.status
-                        && e.source == change.source.as_str()
-                        && e.status_reason == change.reason
-                })
-            }))
-    }
-
     /// Records a device's reply to an invocation: like [`Store::apply`] without `meta`, and the
     /// record changes only if it belongs to `device`, so one device cannot answer for another.
     /// The record is written first, so that a reply from a device that does not own the
@@ -129,8 +114,9 @@ impl Store {
     ///
     /// The same reply comes twice: to the waiting `invoke` instance and through the reply rule
     /// to `ingest`, each with its own time. Whichever writes first records it; the other is
-    /// outranked and adds no second timeline entry when one with the same status, source and
-    /// reason is there (it writes it if the first writer's entry is missing).
+    /// outranked, finds the same report (phase and fingerprint) in the record's precedence, and
+    /// writes its timeline entry under the first writer's time: the same item, so there is one
+    /// entry, written by whichever put lands first (even if the first writer's failed).
     #[tracing::instrument(skip(self, change), fields(request_id = %id, status = change.status))]
     pub async fn apply_reply(
         &self,
@@ -155,16 +141,20 @@ impl Store {
                 self.put_event(&pk, &wrong_device(device, change.at_ms))
                     .await?
             }
-            // Outranked: the same report may be in the timeline already, written by the other
-            // path with its own time.
-            Written::Refused { .. } => {
-                if self.has_entry(id, change).await? {
-                    false
-                } else {
-                    self.put_event(&pk, change).await?
+            // Outranked by the same report, recorded by the other path with its own time: the
+            // entry goes under that time, where the other path's is (or will be).
+            Written::Refused {
+                precedence: Some(stored),
+                ..
+            } => match same_report_at(stored, change) {
+                Some(at_ms) => {
+                    let mut same = change.clone();
+                    same.at_ms = at_ms;
+                    self.put_event(&pk, &same).await?
                 }
-            }
-            Written::Applied => self.put_event(&pk, change).await?,
+                None => self.put_event(&pk, change).await?,
+            },
+            _ => self.put_event(&pk, change).await?,
         };
         let applied = written == Written::Applied;
         tracing::debug!(new_event, applied, "reply written");
@@ -345,5 +335,44 @@ impl Store {
             Err(err) if is_condition_failure(&err) => Ok(false),
             Err(err) => Err(StoreError::dynamo("UpdateItem", err)),
         }
+    }
+}
+
+/// The time of the change a record holds, if it is `change` itself (same phase and content) —
+/// read from the record's precedence, `{phase}:{at_ms}:{fingerprint}`.
+fn same_report_at(stored: &str, change: &StatusChange) -> Option<i64> {
+    let mut parts = stored.splitn(3, ':');
+    let (phase, at, fingerprint) = (parts.next()?, parts.next()?, parts.next()?);
+    let ours = change.precedence();
+    let mut our_parts = ours.as_str().splitn(3, ':');
+    let (our_phase, _, our_fingerprint) = (our_parts.next()?, our_parts.next()?, our_parts.next()?);
+    (phase == our_phase && fingerprint == our_fingerprint)
+        .then(|| at.parse().ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use tether_domain::{InvocationStatus, Source, StatusReason};
+
+    use super::*;
+
+    #[test]
+    fn the_same_report_is_found_in_a_precedence_whatever_its_time() {
+        let answer = |at| {
+            StatusChange::new(InvocationStatus::Succeeded, Source::Device, at)
+                .with_result(Some(serde_json::json!({"on": true})))
+        };
+        let stored = answer(1_200).precedence();
+        assert_eq!(same_report_at(stored.as_str(), &answer(1_150)), Some(1_200));
+        // Another result, another status, another phase: not the same report.
+        let other = StatusChange::new(InvocationStatus::Succeeded, Source::Device, 1_150);
+        assert_eq!(same_report_at(stored.as_str(), &other), None);
+        let failed = StatusChange::new(InvocationStatus::Failed, Source::Device, 1_150)
+            .with_reason(Some(StatusReason::new("X", None)));
+        assert_eq!(same_report_at(stored.as_str(), &failed), None);
+        let progress = StatusChange::new(InvocationStatus::InProgress, Source::Device, 1_150);
+        assert_eq!(same_report_at(stored.as_str(), &progress), None);
+        assert_eq!(same_report_at("garbage", &answer(1)), None);
     }
 }
