@@ -258,18 +258,7 @@ pub fn with_query(path: &str, pairs: &[(String, String)]) -> String {
     format!("{path}?{}", query.join("&"))
 }
 
-/// Percent-encodes everything but the unreserved characters (RFC 3986).
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
+pub use tether_domain::percent::encode;
 
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = err;

@@ -15,6 +15,7 @@
 //! - [`reply`]: what devices send back (direct-invoke replies, Commands responses).
 //! - [`error`]: the API error type and its RFC 9457 problem+json form.
 //! - [`clock`]: epoch milliseconds and RFC 3339 text.
+//! - [`percent`]: RFC 3986 percent-encoding.
 
 pub mod api;
 pub mod clock;
@@ -23,6 +24,7 @@ pub mod ids;
 pub mod jobs;
 pub mod page_token;
 pub mod parameter;
+pub mod percent;
 pub mod reply;
 pub mod rule_event;
 pub mod status;

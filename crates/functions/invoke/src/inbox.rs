@@ -218,23 +218,10 @@ impl Presigner {
         let mut signed = request.uri().to_string();
         if let Some(token) = token {
             signed.push_str("&X-Amz-Security-Token=");
-            signed.push_str(&percent_encode(&token));
+            signed.push_str(&tether_domain::percent::encode(&token));
         }
         Ok(signed)
     }
-}
-
-/// RFC 3986 percent-encoding of everything but the unreserved characters.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// A call waiting for its reply.
