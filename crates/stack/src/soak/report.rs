@@ -201,49 +201,52 @@ pub fn markdown(outcome: &Outcome, figures: &Figures) -> String {
     md
 }
 
+/// One row of the requests table: what, how many, and by outcome (if counted).
+fn row(md: &mut String, kind: &str, count: usize, by: Option<&BTreeMap<String, u64>>) {
+    let by = by.map_or(" ".to_owned(), |by| format!(" {} ", table(by)));
+    let _ = writeln!(md, "| {kind} | {count} |{by}|");
+}
+
 fn requests(md: &mut String, outcome: &Outcome, figures: &Figures) {
     let o = &outcome.observed;
     let _ = writeln!(md, "## Requests\n");
     let _ = writeln!(md, "| kind | count | by outcome |\n|---|---:|---|");
-    let _ = writeln!(
+    row(
         md,
-        "| direct invocations | {} | {} |",
+        "direct invocations",
         o.calls.len(),
-        table(&figures.invoke)
+        Some(&figures.invoke),
     );
-    let _ = writeln!(
+    row(
         md,
-        "| … with an Idempotency-Key (sent twice at once, or retried after a 503) | {} | |",
-        figures.invoke_with_key
+        "… with an Idempotency-Key (sent twice at once, or retried after a 503)",
+        figures.invoke_with_key,
+        None,
     );
-    let _ = writeln!(
+    row(
         md,
-        "| Commands fan-outs (5 devices, waiting) | {} | {} |",
+        "Commands fan-outs (5 devices, waiting)",
         o.runs.len(),
-        table(&figures.fan_out)
+        Some(&figures.fan_out),
     );
-    let _ = writeln!(
+    row(md, "executions started", figures.executions_started, None);
+    row(
         md,
-        "| executions started | {} | |",
-        figures.executions_started
-    );
-    let _ = writeln!(
-        md,
-        "| jobs (3 steady devices, and a flapping one every other time) | {} | {} |",
+        "jobs (3 steady devices, and a flapping one every other time)",
         o.jobs.len(),
-        table(&figures.jobs)
+        Some(&figures.jobs),
     );
-    let _ = writeln!(
+    row(
         md,
-        "| job executions read at the end | {} | {} |",
-        o.job_executions.values().map(Vec::len).sum::<usize>(),
-        table(&figures.job_execution_states)
+        "job executions read at the end",
+        o.job_executions.values().map(Vec::len).sum(),
+        Some(&figures.job_execution_states),
     );
-    let _ = writeln!(
+    row(
         md,
-        "| reads (records, presence, lists) | {} | {} |",
+        "reads (records, presence, lists)",
         o.reads.len(),
-        table(&figures.reads)
+        Some(&figures.reads),
     );
     let _ = writeln!(
         md,

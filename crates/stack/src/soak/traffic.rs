@@ -69,6 +69,18 @@ fn pick<'a, T>(rng: &mut fastrand::Rng, items: &'a [T]) -> &'a T {
     &items[rng.usize(..items.len())]
 }
 
+/// `n` different devices at random (`devices` holds at least `n`).
+fn distinct(rng: &mut fastrand::Rng, devices: &[String], n: usize) -> Vec<String> {
+    let mut chosen: Vec<String> = Vec::with_capacity(n);
+    while chosen.len() < n {
+        let device = pick(rng, devices);
+        if !chosen.contains(device) {
+            chosen.push(device.clone());
+        }
+    }
+    chosen
+}
+
 impl Traffic {
     pub fn new(
         api: &str,
@@ -213,13 +225,7 @@ impl Traffic {
             return;
         }
         let command = pick(rng, &self.commands).clone();
-        let mut targets: Vec<String> = Vec::new();
-        while targets.len() < 5 {
-            let device = pick(rng, &self.devices);
-            if !targets.contains(device) {
-                targets.push(device.clone());
-            }
-        }
+        let targets = distinct(rng, &self.devices, 5);
         let body = json!({"targets": targets, "timeoutSeconds": 10, "waitMs": 5000});
         let answer = self
             .send(
@@ -260,13 +266,7 @@ impl Traffic {
             return;
         }
         let (operation, expected) = *pick(rng, &JOB_OPERATIONS);
-        let mut targets: Vec<String> = Vec::new();
-        while targets.len() < 3 {
-            let device = pick(rng, &self.devices);
-            if !targets.contains(device) {
-                targets.push(device.clone());
-            }
-        }
+        let mut targets = distinct(rng, &self.devices, 3);
         if !self.flappers.is_empty() && rng.bool() {
             targets.push(pick(rng, &self.flappers).clone());
         }
