@@ -62,6 +62,10 @@ pub struct Config {
     /// replies reach directly (`mqtt://host:port`); without it, replies come by the reply rule
     /// and the record is polled.
     pub reply_inbox: Option<String>,
+    /// `WARM_UP` (`on`, the default, or `off`): whether `invoke` opens its connections to
+    /// DynamoDB and iot-data during init with a request whose answer it ignores, so the first
+    /// call does not pay their TCP and TLS handshakes.
+    pub warm_up: bool,
 }
 
 impl Config {
@@ -139,8 +143,19 @@ impl Config {
             }
         };
         let reply_inbox = lookup("REPLY_INBOX").filter(|v| !v.is_empty());
+        let warm_up = match lookup("WARM_UP").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "WARM_UP",
+                    problem: format!("{other:?} is not on or off"),
+                })
+            }
+        };
         Ok(Self {
             reply_inbox,
+            warm_up,
             table,
             topics,
             connectivity,
@@ -174,6 +189,7 @@ mod tests {
         assert_eq!(config.connectivity, ConnectivityCheck::Presence);
         assert_eq!(config.delivery, Delivery::Direct);
         assert_eq!(config.retention, Duration::from_secs(30 * 86_400));
+        assert!(config.warm_up);
     }
 
     #[test]
@@ -202,5 +218,9 @@ mod tests {
             Some("arn:aws:iot:eu-west-1:123456789012")
         );
         assert!(from(&[("TABLE_NAME", "t"), ("ACCOUNT_ID", "12")]).is_err());
+        let cold = from(&[("TABLE_NAME", "t"), ("WARM_UP", "off")]).unwrap();
+        assert!(!cold.warm_up);
+        let bad_warm_up = from(&[("TABLE_NAME", "t"), ("WARM_UP", "maybe")]).unwrap_err();
+        assert!(bad_warm_up.to_string().contains("WARM_UP"));
     }
 }

@@ -87,6 +87,9 @@ pub enum DirectOutcome {
     NotAcknowledged,
 }
 
+/// The client id [`IotGateway::warm_up`] sends to: never a device's (thing names have no `.`).
+pub const WARM_UP_CLIENT: &str = "tether.warm-up";
+
 /// iot-data, as the functions use it.
 #[derive(Debug, Clone)]
 pub struct IotGateway {
@@ -172,6 +175,45 @@ impl IotGateway {
             }
             Err(err) => Err(GatewayError::from_sdk("SendDirectMessage", err)),
         }
+    }
+
+    /// Opens the client's connection to iot-data before the first call needs it (during
+    /// `invoke`'s init) with a request of the kind the hot path makes, whose answer does not
+    /// matter: with `direct`, an unconfirmed SendDirectMessage to [`WARM_UP_CLIENT`], which is
+    /// never connected (a `.` is not allowed in a thing name, so no device has it; AWS IoT
+    /// answers 404); with `publish`, a QoS 0 Publish on that client's request topic, which no
+    /// device may subscribe to. Both are in the request space the function's role allows.
+    pub async fn warm_up(&self, direct: bool, prefix: &str) -> Result<(), GatewayError> {
+        let topic = format!("{prefix}/devices/{WARM_UP_CLIENT}/invoke/warm-up");
+        if direct {
+            let sent = self
+                .client
+                .send_direct_message()
+                .client_id(WARM_UP_CLIENT)
+                .topic(topic)
+                .confirmation(false)
+                .send()
+                .await;
+            return match sent {
+                Ok(_) => Ok(()),
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                {
+                    Ok(())
+                }
+                Err(err) => Err(GatewayError::from_sdk("SendDirectMessage", err)),
+            };
+        }
+        self.client
+            .publish()
+            .topic(topic)
+            .qos(0)
+            .send()
+            .await
+            .map_err(|e| GatewayError::from_sdk("Publish", e))?;
+        Ok(())
     }
 
     /// Whether the client is connected now; `None` when AWS IoT has never seen it.

@@ -1,7 +1,8 @@
 //! Cold start and footprint of a function binary: a minimal Lambda Runtime API served here
 //! hands the process one event; measured are the time from spawning the process to its first
-//! `GET .../invocation/next` (its init), the peak RSS once it has answered that event, and the
-//! size of the deployment zip (the binary as `bootstrap`, deflated).
+//! `GET .../invocation/next` (its init), the time from handing it the event to its answer (its
+//! first call), the peak RSS once it has answered that event, and the size of the deployment
+//! zip (the binary as `bootstrap`, deflated).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -21,6 +22,9 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, Copy)]
 pub struct ColdStart {
     pub init_ms: f64,
+    /// From handing the process its first event to its answer: the first call, which pays
+    /// whatever init left for later (connections, the trust store, lazily built clients).
+    pub first_call_ms: f64,
     pub peak_rss_kib: u64,
 }
 
@@ -134,22 +138,25 @@ pub async fn measure(
         if !matches!(first, Some(Seen::Next)) {
             bail!("the function reported an init error");
         }
-        loop {
+        // The first poll is answered with the event at once.
+        let handed_out = Instant::now();
+        let first_call = loop {
             match tokio::time::timeout(wait, events.recv())
                 .await
                 .context("no answer")?
             {
-                Some(Seen::Answered) => break,
+                Some(Seen::Answered) => break handed_out.elapsed(),
                 Some(Seen::Next) => {}
                 None => bail!("the Runtime API stopped"),
             }
-        }
+        };
         // The second poll for work comes once the answer is sent.
         tokio::time::timeout(wait, events.recv())
             .await
             .context("no second poll")?;
         Ok(ColdStart {
             init_ms: crate::stats::ms(init),
+            first_call_ms: crate::stats::ms(first_call),
             peak_rss_kib: peak_rss_kib(pid)?,
         })
     }

@@ -150,11 +150,12 @@ async fn main() -> anyhow::Result<()> {
     eprintln!(
         "starting the local stack (release build of the functions; the first time takes a while)"
     );
-    let stack = Stack::start(config).await?;
+    let mut stack = Stack::start(config).await?;
     let outcome = async {
         let env = Env::new(&stack, args.devices).await?;
         suite::run(
             &env,
+            &mut stack,
             &root,
             &args.functions_dir,
             args.cli.as_deref(),

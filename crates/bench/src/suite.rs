@@ -10,6 +10,7 @@ use crate::stats::{self, Figure, Goal};
 use crate::{cli, coldstart, cpu, ingest, invoke, jobs, report, wait, Env};
 
 const E2E: &str = "invoke, end to end";
+const POLLING: &str = "invoke, end to end: the rule and polling path (no inbox), same run";
 const HOPS: &str = "hops (p50)";
 const BASE: &str = "blog baseline (connect per call)";
 const DEADLINE: &str = "deadline: 504 after timeoutMs";
@@ -62,6 +63,7 @@ impl Figures {
 /// wait, the cold starts and (if asked) the load; returns the figures and the goals.
 pub async fn run(
     env: &Env,
+    stack: &mut tether_stack::Stack,
     root: &Path,
     functions: &Path,
     cli: Option<&Path>,
@@ -74,7 +76,7 @@ pub async fn run(
 
     for run in 1..=runs {
         eprintln!("run {run}/{runs}: invoke");
-        let c1_p50 = end_to_end(env, &mut f).await;
+        let c1_p50 = end_to_end(env, &mut f, E2E).await;
         eprintln!("run {run}/{runs}: hops");
         hops(env, &mut f, c1_p50).await?;
         eprintln!("run {run}/{runs}: deadline");
@@ -87,6 +89,19 @@ pub async fn run(
         eprintln!("run {run}/{runs}: ingest");
         ingest_throughput(env, &mut f, run).await?;
     }
+    // The path before the inbox, in the same run: the same functions started without
+    // REPLY_INBOX, so a reply reaches the waiting call through the rule, ingest's writes and
+    // invoke's polling. Then back to the inbox for the rest.
+    eprintln!("the rule and polling path: restarting the functions without REPLY_INBOX");
+    stack.restart_functions(&[("REPLY_INBOX", "")]).await?;
+    invoke::end_to_end(env, 32, 8).await;
+    for run in 1..=runs {
+        eprintln!("run {run}/{runs}: invoke, rule and polling path");
+        end_to_end(env, &mut f, POLLING).await;
+    }
+    eprintln!("restarting the functions with their inbox");
+    stack.restart_functions(&[]).await?;
+    invoke::end_to_end(env, 32, 8).await;
     eprintln!("commands wait: read units of one round");
     commands_wait(env, &mut f).await?;
     for run in 1..=runs {
@@ -107,17 +122,17 @@ pub async fn run(
     Ok((f.0, goals))
 }
 
-/// Latency at c=1 and throughput at c=16 and c=64 (with where the CPU went at c=64);
-/// returns the c=1 p50 for the overhead ratio.
-async fn end_to_end(env: &Env, f: &mut Figures) -> f64 {
+/// Latency at c=1 and throughput at c=16 and c=64 into `group` (with where the CPU went at
+/// c=64 for the default path); returns the c=1 p50 for the overhead ratio.
+async fn end_to_end(env: &Env, f: &mut Figures, group: &'static str) -> f64 {
     let c1 = invoke::end_to_end(env, 200, 1).await;
-    f.add(E2E, "c=1 p50", "ms", c1.p(50.0));
-    f.add(E2E, "c=1 p90", "ms", c1.p(90.0));
-    f.add(E2E, "c=1 p99", "ms", c1.p(99.0));
+    f.add(group, "c=1 p50", "ms", c1.p(50.0));
+    f.add(group, "c=1 p90", "ms", c1.p(90.0));
+    f.add(group, "c=1 p99", "ms", c1.p(99.0));
     for c in [16, 64] {
         let before = cpu::snapshot();
         let batch = invoke::end_to_end(env, c * 10, c).await;
-        if c == 64 {
+        if c == 64 && group == E2E {
             // What the next ceiling is: where the CPU of the two cores went.
             let (shares, total) = cpu::shares(&before, &cpu::snapshot());
             for (part, share) in shares {
@@ -125,17 +140,18 @@ async fn end_to_end(env: &Env, f: &mut Figures) -> f64 {
             }
             f.add(CPU, "CPU time used", "s", total);
         }
+        let throughput = batch.throughput();
+        f.add(group, &format!("c={c} throughput"), "calls/s", throughput);
+        f.add(group, &format!("c={c} p50"), "ms", batch.p(50.0));
+        f.add(group, &format!("c={c} p99"), "ms", batch.p(99.0));
         f.add(
-            E2E,
-            &format!("c={c} throughput"),
-            "calls/s",
-            batch.throughput(),
+            group,
+            &format!("c={c} errors"),
+            "calls",
+            batch.errors as f64,
         );
-        f.add(E2E, &format!("c={c} p50"), "ms", batch.p(50.0));
-        f.add(E2E, &format!("c={c} p99"), "ms", batch.p(99.0));
-        f.add(E2E, &format!("c={c} errors"), "calls", batch.errors as f64);
     }
-    f.add(E2E, "c=1 errors", "calls", c1.errors as f64);
+    f.add(group, "c=1 errors", "calls", c1.errors as f64);
     c1.p(50.0)
 }
 
@@ -311,19 +327,41 @@ async fn cold_starts(
             .cloned()
             .collect()
     };
+    let with = |base: &[(String, String)], name: &str, value: &str| -> Vec<(String, String)> {
+        let mut changed: Vec<_> = base.iter().filter(|(n, _)| n != name).cloned().collect();
+        changed.push((name.to_owned(), value.to_owned()));
+        changed
+    };
+    // TLS in front of DynamoDB, iot-data and the inbox's WebSocket, as deployed.
+    let mut fronts = tether_testkit::tls::Fronts::new(
+        &root.join(".local/bench/tls"),
+        Path::new(&value_of(&env.function_env, "SSL_CERT_FILE")?),
+    )?;
+    let over_tls = over_tls(&env.function_env, &mut fronts).await?;
     for (name, event) in report::cold_start_events(root)? {
         let binary = match name {
             "hello-lambda" => harness.join(name),
             _ => functions.join(name),
         };
-        // invoke also without its inbox (no MQTT connection opened during init) and without
-        // SSL_CERT_FILE (the trust store found by scanning the system's certificate paths).
+        // invoke also without its inbox (no MQTT connection opened during init), without
+        // SSL_CERT_FILE (the trust store found by scanning the system's certificate paths),
+        // without warming its connections up during init, and with its endpoints behind TLS
+        // with and without the warm-up (the first call then pays the handshakes).
         let mut variants = vec![(name.to_owned(), env.function_env.clone())];
         if name == "invoke" {
             variants.push(("invoke without inbox".to_owned(), without("REPLY_INBOX")));
             variants.push((
                 "invoke without SSL_CERT_FILE".to_owned(),
                 without("SSL_CERT_FILE"),
+            ));
+            variants.push((
+                "invoke without warm-up".to_owned(),
+                with(&env.function_env, "WARM_UP", "off"),
+            ));
+            variants.push(("invoke over TLS".to_owned(), over_tls.clone()));
+            variants.push((
+                "invoke over TLS without warm-up".to_owned(),
+                with(&over_tls, "WARM_UP", "off"),
             ));
         }
         for (label, function_env) in variants {
@@ -332,6 +370,12 @@ async fn cold_starts(
                     .await
                     .with_context(|| format!("cold start of {label}"))?;
                 f.add(COLD, &format!("{label}: init"), "ms", cold.init_ms);
+                f.add(
+                    COLD,
+                    &format!("{label}: first call"),
+                    "ms",
+                    cold.first_call_ms,
+                );
                 f.add(
                     COLD,
                     &format!("{label}: peak RSS"),
@@ -344,6 +388,39 @@ async fn cold_starts(
         f.add(COLD, &format!("{name}: zipped"), "MiB", zipped);
     }
     Ok(())
+}
+
+/// The value of `name` in a function environment.
+fn value_of(env: &[(String, String)], name: &str) -> anyhow::Result<String> {
+    env.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+        .with_context(|| format!("the functions' environment has no {name}"))
+}
+
+/// The functions' environment with DynamoDB, iot-data and the inbox behind TLS fronts
+/// (`https://`, `wss://`), trusted through `SSL_CERT_FILE`.
+async fn over_tls(
+    env: &[(String, String)],
+    fronts: &mut tether_testkit::tls::Fronts,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut changed = Vec::with_capacity(env.len());
+    for (name, value) in env {
+        let value = match name.as_str() {
+            "AWS_ENDPOINT_URL_DYNAMODB" | "AWS_ENDPOINT_URL_IOT_DATA_PLANE" => {
+                let front = fronts.front(tether_testkit::tls::socket_of(value)?).await?;
+                format!("https://{front}")
+            }
+            "REPLY_INBOX" => {
+                let front = fronts.front(tether_testkit::tls::socket_of(value)?).await?;
+                format!("wss://{front}/mqtt")
+            }
+            "SSL_CERT_FILE" => fronts.bundle.display().to_string(),
+            _ => value.clone(),
+        };
+        changed.push((name.clone(), value));
+    }
+    Ok(changed)
 }
 
 /// 500 calls at once over the devices: every answer must be its own call's.
@@ -405,6 +482,15 @@ fn goals(f: &Figures, with_load: bool) -> Vec<Goal> {
         goals.push(at_most(
             format!("invoke c={c} p50 over the connect-per-call baseline's"),
             f.median(E2E, &format!("c={c} p50")) / f.median(BASE, &format!("c={c} p50")),
+            1.0,
+        ));
+    }
+    // The inbox against the path it replaced, measured in the same run.
+    for c in [1, 16, 64] {
+        let p50 = format!("c={c} p50");
+        goals.push(at_most(
+            format!("invoke c={c} p50 over the rule and polling path's"),
+            f.median(E2E, &p50) / f.median(POLLING, &p50),
             1.0,
         ));
     }

@@ -18,7 +18,6 @@ pub mod procs;
 pub mod sigv4;
 pub mod soak;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -167,6 +166,9 @@ pub struct Stack {
     functions: Option<Functions>,
     iot: Option<LocalIot>,
     dynamo: Option<LocalDynamo>,
+    /// What it was started with, and the functions' port, for [`Stack::restart_functions`].
+    config: StackConfig,
+    watch_port: u16,
 }
 
 /// Polls `GET /devices/{id}` until every device shows as connected.
@@ -203,15 +205,19 @@ pub async fn wait_connected(
 }
 
 /// Creates the log directory and removes a previous run's `stack.env`, which would say "ready"
-/// while this one is still starting.
+/// while this one is still starting, and its `functions.log` (a run appends to its own across
+/// [`Stack::restart_functions`]).
 fn prepare_log_dir(log_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
-    let env_file = log_dir.join("stack.env");
-    match std::fs::remove_file(&env_file) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err).with_context(|| format!("removing {}", env_file.display())),
+    for stale in ["stack.env", "functions.log"] {
+        let file = log_dir.join(stale);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).with_context(|| format!("removing {}", file.display())),
+        }
     }
+    Ok(())
 }
 
 /// Starts `local-iot` with the topic rules of `template.yaml`, delivering to the functions
@@ -278,26 +284,30 @@ pub fn function_env(endpoints: &Endpoints) -> Vec<(String, String)> {
 /// Debian's bundle of the system's trusted certificates.
 const DEBIAN_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// Builds the functions, starts `cargo lambda watch` on `watch_port` and waits until it serves.
+/// Builds the functions, starts `cargo lambda watch` on `watch_port` with `env` for the
+/// functions and waits until it serves.
 async fn start_functions(
     config: &StackConfig,
     watch_port: u16,
-    endpoints: &Endpoints,
+    env: &[(String, String)],
 ) -> anyhow::Result<Functions> {
     tracing::info!("building the functions (the first time takes a few minutes)");
     functions::prebuild(&config.root, config.release).await?;
-    let env = function_env(endpoints);
     tracing::info!("starting cargo lambda watch");
     let mut functions = Functions::start(
         &config.root,
         watch_port,
-        &env,
+        env,
         functions::Serving {
             reload: config.reload,
             release: config.release,
             concurrency: config.concurrency,
         },
-        File::create(config.log_dir.join("functions.log")).context("creating functions.log")?,
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(config.log_dir.join("functions.log"))
+            .context("opening functions.log")?,
     )?;
     functions.wait_ready(config.ready_timeout).await?;
     Ok(functions)
@@ -358,7 +368,7 @@ impl Stack {
             sigv4: config.sigv4,
         };
 
-        let functions = start_functions(&config, watch_port, &endpoints).await?;
+        let functions = start_functions(&config, watch_port, &function_env(&endpoints)).await?;
         if config.sigv4 {
             gateway.require_sigv4(sigv4::Verifier::local(LOCAL_KEY, LOCAL_KEY, LOCAL_REGION));
         }
@@ -374,7 +384,28 @@ impl Stack {
             functions: Some(functions),
             iot: Some(iot),
             dynamo: Some(dynamo),
+            config,
+            watch_port,
         })
+    }
+
+    /// Stops the functions and starts them again on the same port with their environment
+    /// changed: each `(name, value)` sets a variable, an empty value removes it. The benchmarks
+    /// measure the invoke paths side by side this way (`REPLY_INBOX` empty: the rule and
+    /// polling path). Returns once the functions answer again.
+    pub async fn restart_functions(&mut self, changes: &[(&str, &str)]) -> anyhow::Result<()> {
+        if let Some(functions) = self.functions.take() {
+            tokio::task::spawn_blocking(move || functions.stop()).await?;
+        }
+        let mut env = function_env(&self.endpoints);
+        for (name, value) in changes {
+            env.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                env.push(((*name).to_owned(), (*value).to_owned()));
+            }
+        }
+        self.functions = Some(start_functions(&self.config, self.watch_port, &env).await?);
+        Ok(())
     }
 
     /// The AWS IoT Core emulator.

@@ -66,6 +66,10 @@ pub const INVALID_REPLY: &str = "INVALID_REPLY";
 /// acknowledged (PUBACK): it never changes the record.
 pub const DELIVERED: &str = "DELIVERED";
 
+/// The partition and sort key [`Store::warm_up`] reads: no record, timeline entry or presence
+/// item has it (their keys start with a kind and `#`).
+const WARM_UP_KEY: &str = "warm-up";
+
 impl StatusChange {
     /// A device message kept in the timeline as rejected, with why: it never changes a record.
     pub fn rejected_reply(at_ms: i64, reason: StatusReason) -> Self {
@@ -204,6 +208,23 @@ impl Store {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Opens the client's connection to DynamoDB before the first request needs it (during a
+    /// function's init): one eventually consistent GetItem of a key no item has, whose answer
+    /// does not matter. Half a read unit.
+    pub async fn warm_up(&self) -> Result<(), crate::StoreError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key(crate::schema::PK, AttributeValue::S(WARM_UP_KEY.to_owned()))
+            .key(crate::schema::SK, AttributeValue::S(WARM_UP_KEY.to_owned()))
+            .projection_expression("#pk")
+            .expression_attribute_names("#pk", crate::schema::PK)
+            .send()
+            .await
+            .map_err(|e| crate::StoreError::dynamo("GetItem", e))?;
+        Ok(())
     }
 
     pub(crate) fn expires_at(&self, at_ms: i64) -> AttributeValue {

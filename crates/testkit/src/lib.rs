@@ -8,6 +8,7 @@
 //!   emulator and device tests share.
 
 pub mod iot;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
