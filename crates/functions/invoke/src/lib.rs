@@ -356,7 +356,16 @@ async fn send_and_wait(
     listening: Option<Listening>,
 ) -> Result<(Option<Answer>, Option<bool>), ApiError> {
     let message = device_request(ports, call, listening.as_ref());
-    let send = send_when_connected(ports, call, &message);
+    // The send and what it came to (the DELIVERED entry) run beside the wait, so a reply that
+    // comes meanwhile is recorded without waiting for that write.
+    let send = async {
+        sent(
+            ports,
+            call,
+            send_when_connected(ports, call, &message).await,
+        )
+        .await
+    };
     let waiting = wait(ports, call, listening);
     tokio::pin!(send, waiting);
     let mut delivered: Option<bool> = None;
@@ -364,7 +373,7 @@ async fn send_and_wait(
     while delivered.is_none() || answer.is_none() {
         tokio::select! {
             outcome = &mut send, if delivered.is_none() => {
-                delivered = Some(sent(ports, call, outcome).await?);
+                delivered = Some(outcome?);
             }
             waited = &mut waiting, if answer.is_none() => {
                 let waited = waited?;
@@ -374,7 +383,7 @@ async fn send_and_wait(
                         // the answer, is moments away: kept when it comes within 100 ms, else
                         // noted now, since the answer proves it.
                         match tokio::time::timeout(Duration::from_millis(100), &mut send).await {
-                            Ok(outcome) => sent(ports, call, outcome).await?,
+                            Ok(outcome) => outcome?,
                             Err(_) => {
                                 let _ = ports.note_delivered(&call.id, now_ms()).await;
                                 true
