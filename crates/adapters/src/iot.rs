@@ -130,13 +130,16 @@ impl IotGateway {
     ) -> Result<DirectOutcome, GatewayError> {
         let confirm_s = confirm_s.clamp(1, 15);
         // One attempt: a retry after a missing PUBACK would send the device the request again.
-        // The attempt may last the confirmation window and a margin, not the shared 2 s.
+        // The attempt may last the confirmation window and a margin, not the shared 2 s. The
+        // connect timeout is the shared one: it selects the HTTP connector, and another
+        // connector would open another connection (and TLS handshake) instead of using the one
+        // the client holds, which `invoke` opened during init.
         let window = std::time::Duration::from_secs(confirm_s as u64 + 2);
         let once = aws_sdk_iotdataplane::config::Builder::default()
             .retry_config(aws_sdk_iotdataplane::config::retry::RetryConfig::disabled())
             .timeout_config(
                 aws_sdk_iotdataplane::config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(std::time::Duration::from_secs(1))
+                    .connect_timeout(crate::aws::CONNECT_TIMEOUT)
                     .operation_attempt_timeout(window)
                     .operation_timeout(window)
                     .build(),

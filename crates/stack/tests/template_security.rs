@@ -437,6 +437,65 @@ fn the_invoke_inbox_connects_subscribes_and_receives_only_in_its_own_reply_space
     assert!(inbox.starts_with("^$|^wss://"), "{inbox}");
 }
 
+/// IAM's `StringLike` and resource matching: `*` is any run of characters, `?` one.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    match pattern.chars().next() {
+        None => text.is_empty(),
+        Some('*') => (0..=text.len())
+            .filter(|at| text.is_char_boundary(*at))
+            .any(|at| glob_matches(&pattern[1..], &text[at..])),
+        Some(c) => {
+            text.chars().next().is_some_and(|t| c == '?' || c == t)
+                && glob_matches(
+                    &pattern[c.len_utf8()..],
+                    &text[text.chars().next().map_or(0, char::len_utf8)..],
+                )
+        }
+    }
+}
+
+/// `invoke`'s init warm-up (an unconfirmed SendDirectMessage, or with Delivery=publish a QoS 0
+/// Publish) stays inside what its role allows for requests, so it is never an AccessDenied,
+/// and its client id is one no thing can have (a thing name has no `.`).
+#[test]
+fn the_invoke_warm_up_is_inside_the_request_grants_and_reaches_no_thing() {
+    use tether_adapters::iot::WARM_UP_CLIENT;
+    let doc = template();
+    let topic = format!("tether/devices/{WARM_UP_CLIENT}/invoke/warm-up");
+    let arn = "arn:aws:iot:eu-west-1:123456789012";
+    let sub = |text: &str| {
+        text.trim_start_matches("!Sub ")
+            .replace("${TopicPrefix}", "tether")
+            .replace("${AWS::Partition}", "aws")
+            .replace("${AWS::Region}", "eu-west-1")
+            .replace("${AWS::AccountId}", "123456789012")
+    };
+    let (mut direct, mut publish) = (false, false);
+    for (at, s) in all_statements(&doc) {
+        if !at.contains("InvokeFunction") || !is_allow(s) {
+            continue;
+        }
+        let actions = strings(&s["Action"]);
+        let resources: Vec<String> = strings(&s["Resource"]).iter().map(|r| sub(r)).collect();
+        if actions.contains(&"iot:SendDirectMessage".into()) {
+            let condition = sub(&render(&s["Condition"]["StringLike"]["iot:Topic"]));
+            direct |= glob_matches(&condition, &topic)
+                && resources
+                    .iter()
+                    .any(|r| glob_matches(r, &format!("{arn}:client/{WARM_UP_CLIENT}")));
+        }
+        if actions.contains(&"iot:Publish".into()) {
+            publish |= resources
+                .iter()
+                .any(|r| glob_matches(r, &format!("{arn}:topic/{topic}")));
+        }
+    }
+    assert!(direct, "no grant covers the warm-up's SendDirectMessage");
+    assert!(publish, "no grant covers the warm-up's Publish");
+    assert!(tether_domain::DeviceId::parse(WARM_UP_CLIENT).is_err());
+    assert!(glob_matches("a*b?d", "axxbcd") && !glob_matches("a*b?d", "axxbd"));
+}
+
 #[test]
 fn functions_publish_only_to_the_request_topic_space() {
     let doc = template();

@@ -16,16 +16,20 @@ use std::time::Duration;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
-use tether_adapters::iot::IotGateway;
+use tether_adapters::iot::{DeviceRequest, DirectOutcome, IotGateway};
 use tether_domain::topics::InvokeTopics;
 use tether_domain::{DeviceId, RequestId};
 use tether_invoke::inbox::{Endpoint, Inbox, Presigner};
 use tether_local_iot::link::{Link, Outgoing};
 use tether_local_iot::{Config, LocalIot};
 use tether_store::Store;
-use tether_testkit::iot::sdk_config;
 use tether_testkit::tls::{socket_of, Fronts};
 use tether_testkit::LocalDynamo;
+
+/// How many connections a front has reported so far.
+fn count(connections: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> usize {
+    std::iter::from_fn(|| connections.try_recv().ok()).count()
+}
 
 #[tokio::test]
 async fn the_warm_up_and_a_presigned_wss_inbox_work_over_tls() {
@@ -35,31 +39,75 @@ async fn the_warm_up_and_a_presigned_wss_inbox_work_over_tls() {
         std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"),
     )
     .unwrap();
-    std::env::set_var("SSL_CERT_FILE", &fronts.bundle);
+    // Before anything starts a thread: the trust store, and the functions' region and keys.
+    for (name, value) in [
+        ("SSL_CERT_FILE", fronts.bundle.to_str().unwrap()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+    ] {
+        std::env::set_var(name, value);
+    }
     let iot = LocalIot::start(Config::default()).await.unwrap();
     let (front, mut upgrades) = fronts.observed_front(iot.ws_addr().unwrap()).await.unwrap();
 
     // The warm-up over HTTPS: the SDK's client trusts the bundle and opens its connections.
     let dynamo = LocalDynamo::shared();
     let plain_store = dynamo.fresh_store().await;
+    // The functions' own SDK configuration (its HTTPS client, timeouts and retries), with
+    // the front as the endpoint.
+    let functions_sdk = tether_adapters::aws::sdk_config().await;
     let https = |addr: std::net::SocketAddr| format!("https://{addr}");
-    let dynamo_front = fronts
-        .front(socket_of(dynamo.endpoint()).unwrap())
+    let (dynamo_front, mut dynamo_connections) = fronts
+        .observed_front(socket_of(dynamo.endpoint()).unwrap())
         .await
         .unwrap();
     let store = Store::new(
-        aws_sdk_dynamodb::Client::new(&sdk_config(&https(dynamo_front)).await),
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&functions_sdk)
+                .endpoint_url(https(dynamo_front))
+                .build(),
+        ),
         plain_store.table(),
     );
     store.warm_up().await.unwrap();
-    let iot_front = fronts
-        .front(socket_of(&iot.endpoint_url()).unwrap())
+    // A read of the hot path then goes over the connection the warm-up opened.
+    let unknown = RequestId::random();
+    assert!(store.invocation(&unknown).await.unwrap().is_none());
+    assert_eq!(
+        count(&mut dynamo_connections),
+        1,
+        "DynamoDB connections opened"
+    );
+    let (iot_front, mut iot_connections) = fronts
+        .observed_front(socket_of(&iot.endpoint_url()).unwrap())
         .await
         .unwrap();
-    let gateway = IotGateway::new(aws_sdk_iotdataplane::Client::new(
-        &sdk_config(&https(iot_front)).await,
+    let gateway = IotGateway::new(aws_sdk_iotdataplane::Client::from_conf(
+        aws_sdk_iotdataplane::config::Builder::from(&functions_sdk)
+            .endpoint_url(https(iot_front))
+            .build(),
     ));
     gateway.warm_up(true, "tether").await.unwrap();
+    // The hot path's confirmed send then goes over the connection the warm-up opened: one
+    // connection in all, or the warm-up would have been for nothing.
+    let (_pump, _pump_rx) = Link::connect_as(iot.mqtt_addr(), "pump-1", &[])
+        .await
+        .unwrap();
+    let request = DeviceRequest {
+        topic: "tether/devices/pump-1/invoke/ping/r-1".into(),
+        payload: "{}".into(),
+        response_topic: "tether/replies/pump-1/r-1".into(),
+        correlation: "r-1".into(),
+        expiry_s: 5,
+    };
+    let sent = gateway.send_direct("pump-1", &request, 5).await.unwrap();
+    assert_eq!(sent, DirectOutcome::Delivered);
+    assert_eq!(
+        count(&mut iot_connections),
+        1,
+        "iot-data connections opened"
+    );
 
     let signer = Presigner::new(
         "eu-west-1",
