@@ -1,5 +1,6 @@
 //! Faults on the local stack: DynamoDB answering errors, a device-gateway outage with calls in
-//! flight, devices that answer twice, late, for another device's request or with garbage.
+//! flight (ended in 504s, and answers held through it reaching their calls once), devices that
+//! answer twice, late, for another device's request or with garbage.
 //! Each scenario injects its fault, checks what callers and records show, and restores the
 //! stack for the next one; every failure is reported.
 
@@ -706,6 +707,101 @@ async fn a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed
     Ok(())
 }
 
+/// A broker outage while devices hold requests they answer during it (`slow` answers 1.5 s
+/// after the request; the broker is away for 3 s): a device sends its answer once it is back,
+/// and the answer reaches its call — by the instance's inbox once that has subscribed again,
+/// or by the reply rule, `ingest` and the record — which is answered once, with one final entry
+/// in its timeline. Only an answer the device's client dropped with its connection (its sent
+/// log says which the broker took) may leave its call without one, in a 504.
+async fn a_broker_outage_loses_no_reply_and_answers_each_call_once(
+    api: &Api,
+    stack: &Stack,
+) -> anyhow::Result<()> {
+    let devices = ["dev-1", "dev-2", "dev-3"];
+    let before: Vec<usize> = devices
+        .iter()
+        .map(|d| requests_of(stack, d, "slow"))
+        .collect();
+    let call = |device: &'static str| async move {
+        api.call(
+            "POST",
+            &format!("/devices/{device}/invoke"),
+            Some(json!({"method": "slow", "payload": {"kept": device}, "timeoutMs": 20000})),
+            None,
+        )
+        .await
+    };
+    let calls = async {
+        let (a, b, c) = tokio::join!(call("dev-1"), call("dev-2"), call("dev-3"));
+        [a, b, c]
+    };
+    let outage = async {
+        for (device, before) in devices.iter().zip(&before) {
+            another_request_received(stack, device, "slow", *before).await?;
+        }
+        stack.iot().unwrap().outage(Duration::from_secs(3)).await
+    };
+    let (answers, outage) = tokio::join!(calls, outage);
+    outage?;
+    let mut answered = 0;
+    for (device, answer) in devices.iter().zip(answers) {
+        let answer = answer?;
+        let id = answer.body["requestId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let answered_here = answer.status == 200;
+        if answered_here {
+            ensure!(
+                answer.body["result"] == json!({"kept": device}),
+                "{device}'s call got another answer: {}",
+                answer.body
+            );
+            answered += 1;
+        } else {
+            // Only a device that never got its answer out may leave its call without one.
+            ensure!(
+                answer.status == 504,
+                "{device}'s call: {} {}",
+                answer.status,
+                answer.body
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let sent = stack
+                .fleet()
+                .unwrap()
+                .sent()
+                .iter()
+                .any(|s| s.device.as_str() == *device && s.id == id);
+            ensure!(
+                !sent,
+                "{device}'s answer was taken by the broker, yet its call got a 504"
+            );
+        }
+        let record = eventually(Duration::from_secs(10), "the record", || async {
+            let (status, body) = api
+                .send("GET", &format!("/invocations/{id}"), None, None)
+                .await?;
+            Ok((status == 200).then_some(body))
+        })
+        .await?;
+        let finals = record["timeline"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["status"] == "SUCCEEDED")
+            .count();
+        ensure!(
+            finals == usize::from(answered_here),
+            "{device}: {finals} SUCCEEDED entries in {record}"
+        );
+    }
+    // The devices keep their answers through the outage: at least one must have come through,
+    // or the scenario proved nothing.
+    ensure!(answered > 0, "no device's answer came through the outage");
+    Ok(())
+}
+
 /// Clears any fault a scenario left behind, failed or not, before the next one runs.
 fn clear_faults(stack: &Stack) -> BoxFuture<'_, ()> {
     Box::pin(async {
@@ -723,6 +819,7 @@ fn main() -> ExitCode {
             scenario!(devices_that_answer_badly_do_not_change_the_right_answer),
             scenario!(a_hostile_device_changes_nothing_it_does_not_own),
             scenario!(a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed),
+            scenario!(a_broker_outage_loses_no_reply_and_answers_each_call_once),
         ],
         Some(clear_faults),
     )
