@@ -17,7 +17,7 @@ use tether_stack::dynamo::{set_fault, Fault};
 use tether_stack::Stack;
 
 mod common;
-use common::{Answer, Api};
+use common::{entries_with, Answer, Api};
 
 /// Messages the simulated devices have received so far.
 fn received(stack: &Stack) -> usize {
@@ -616,13 +616,24 @@ async fn connected(api: &Api, device: &str) -> anyhow::Result<Option<bool>> {
     Ok((status == 200).then(|| body["connected"] == true))
 }
 
-async fn a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed(
+/// The devices the outage scenarios call.
+const SLOW_DEVICES: [&str; 3] = ["dev-1", "dev-2", "dev-3"];
+
+/// `slow` calls (`{key: device}` as payload) to each of [`SLOW_DEVICES`] at once, and `fault`
+/// started once every device holds its request (earlier scenarios sent `slow` too: what counts
+/// is that each device got this one); the three answers and what the fault came to.
+async fn slow_calls_during<T, F, Fut>(
     api: &Api,
     stack: &Stack,
-) -> anyhow::Result<()> {
-    let devices = ["dev-1", "dev-2", "dev-3"];
-    // Earlier scenarios sent `slow` too: what counts is that each device got this one.
-    let before: Vec<usize> = devices
+    key: &str,
+    timeout_ms: u64,
+    fault: F,
+) -> ([anyhow::Result<Answer>; 3], anyhow::Result<T>)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let before: Vec<usize> = SLOW_DEVICES
         .iter()
         .map(|d| requests_of(stack, d, "slow"))
         .collect();
@@ -630,20 +641,34 @@ async fn a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed
         api.call(
             "POST",
             &format!("/devices/{device}/invoke"),
-            Some(json!({"method": "slow", "payload": {"to": device}, "timeoutMs": 2500})),
+            Some(json!({"method": "slow", "payload": {key: device}, "timeoutMs": timeout_ms})),
             None,
         )
         .await
     };
     let calls = async {
-        let (a, b, c) = tokio::join!(call("dev-1"), call("dev-2"), call("dev-3"));
+        let (a, b, c) = tokio::join!(
+            call(SLOW_DEVICES[0]),
+            call(SLOW_DEVICES[1]),
+            call(SLOW_DEVICES[2])
+        );
         [a, b, c]
     };
-    let outage = async {
-        for (device, before) in devices.iter().zip(&before) {
+    let faulted = async {
+        for (device, before) in SLOW_DEVICES.iter().zip(&before) {
             another_request_received(stack, device, "slow", *before).await?;
         }
-        // Every device is dropped with its request in hand, before it can answer.
+        fault().await
+    };
+    tokio::join!(calls, faulted)
+}
+
+async fn a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed(
+    api: &Api,
+    stack: &Stack,
+) -> anyhow::Result<()> {
+    // Every device is dropped with its request in hand, before it can answer.
+    let outage = || async {
         let down = stack.iot().unwrap().outage(Duration::from_secs(4));
         let during = async {
             eventually(
@@ -664,9 +689,9 @@ async fn a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed
         down?;
         during
     };
-    let (answers, during) = tokio::join!(calls, outage);
+    let (answers, during) = slow_calls_during(api, stack, "to", 2500, outage).await;
     let during = during?;
-    for (device, answer) in devices.iter().zip(answers) {
+    for (device, answer) in SLOW_DEVICES.iter().zip(answers) {
         let answer = answer?;
         ensure!(
             answer.status == 504 && answer.body["code"] == "DEVICE_TIMEOUT",
@@ -682,7 +707,7 @@ async fn a_gateway_outage_ends_calls_in_flight_in_504_and_calls_after_it_succeed
         during.body
     );
 
-    for device in devices {
+    for device in SLOW_DEVICES {
         eventually(
             Duration::from_secs(30),
             &format!("{device} back"),
@@ -717,34 +742,11 @@ async fn a_broker_outage_loses_no_reply_and_answers_each_call_once(
     api: &Api,
     stack: &Stack,
 ) -> anyhow::Result<()> {
-    let devices = ["dev-1", "dev-2", "dev-3"];
-    let before: Vec<usize> = devices
-        .iter()
-        .map(|d| requests_of(stack, d, "slow"))
-        .collect();
-    let call = |device: &'static str| async move {
-        api.call(
-            "POST",
-            &format!("/devices/{device}/invoke"),
-            Some(json!({"method": "slow", "payload": {"kept": device}, "timeoutMs": 20000})),
-            None,
-        )
-        .await
-    };
-    let calls = async {
-        let (a, b, c) = tokio::join!(call("dev-1"), call("dev-2"), call("dev-3"));
-        [a, b, c]
-    };
-    let outage = async {
-        for (device, before) in devices.iter().zip(&before) {
-            another_request_received(stack, device, "slow", *before).await?;
-        }
-        stack.iot().unwrap().outage(Duration::from_secs(3)).await
-    };
-    let (answers, outage) = tokio::join!(calls, outage);
+    let outage = || stack.iot().unwrap().outage(Duration::from_secs(3));
+    let (answers, outage) = slow_calls_during(api, stack, "kept", 20_000, outage).await;
     outage?;
     let mut answered = 0;
-    for (device, answer) in devices.iter().zip(answers) {
+    for (device, answer) in SLOW_DEVICES.iter().zip(answers) {
         let answer = answer?;
         let id = answer.body["requestId"]
             .as_str()
@@ -785,12 +787,7 @@ async fn a_broker_outage_loses_no_reply_and_answers_each_call_once(
             Ok((status == 200).then_some(body))
         })
         .await?;
-        let finals = record["timeline"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["status"] == "SUCCEEDED")
-            .count();
+        let finals = entries_with(&record, "SUCCEEDED");
         ensure!(
             finals == usize::from(answered_here),
             "{device}: {finals} SUCCEEDED entries in {record}"

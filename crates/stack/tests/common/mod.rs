@@ -201,3 +201,14 @@ impl Api {
         Ok((answer.status, answer.body))
     }
 }
+
+/// How many entries of a record's timeline (`GET /invocations/{id}`, `GET /executions/…`) have
+/// `status`.
+pub fn entries_with(record: &Value, status: &str) -> usize {
+    record["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["status"] == status)
+        .count()
+}

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tether_stack::Stack;
 use tokio::sync::mpsc;
 
-use crate::common::Api;
+use crate::common::{entries_with, Api};
 
 fn broker(stack: &Stack) -> anyhow::Result<(String, u16)> {
     let addr = stack.endpoints.mqtt.trim_start_matches("mqtt://");
@@ -106,12 +106,7 @@ pub async fn replies_reach_the_waiting_instance_and_are_recorded_once(
     let (_, record) = api
         .send("GET", &format!("/invocations/{id}"), None, None)
         .await?;
-    let finals = record["timeline"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["status"] == "SUCCEEDED")
-        .count();
+    let finals = entries_with(&record, "SUCCEEDED");
     ensure!(record["status"] == "SUCCEEDED" && finals == 1, "{record}");
     // The rule path saw the same reply; give ingest time to try writing it again.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -249,18 +244,15 @@ pub async fn a_device_says_it_is_working_then_answers(
     let (_, record) = api
         .send("GET", &format!("/invocations/{id}"), None, None)
         .await?;
-    let entries: Vec<&Value> = record["timeline"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .collect();
-    let count = |status: &str| entries.iter().filter(|e| e["status"] == status).count();
+    let count = |status: &str| entries_with(&record, status);
     ensure!(
         record["status"] == "SUCCEEDED" && count("IN_PROGRESS") == 1 && count("SUCCEEDED") == 1,
         "{record}"
     );
-    let progress = entries
-        .iter()
+    let progress = record["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .find(|e| e["status"] == "IN_PROGRESS")
         .context("IN_PROGRESS")?;
     ensure!(
