@@ -335,7 +335,10 @@ async fn cold_starts(
     // TLS in front of DynamoDB, iot-data and the inbox's WebSocket, as deployed.
     let mut fronts = tether_testkit::tls::Fronts::new(
         &root.join(".local/bench/tls"),
-        Path::new(&value_of(&env.function_env, "SSL_CERT_FILE")?),
+        Path::new(
+            &value_of(&env.function_env, "SSL_CERT_FILE")
+                .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".to_owned()),
+        ),
     )?;
     let over_tls = over_tls(&env.function_env, &mut fronts).await?;
     for (name, event) in report::cold_start_events(root)? {

@@ -27,7 +27,8 @@ pub struct Fronts {
 }
 
 impl Fronts {
-    /// Makes the CA and the certificate, and writes the bundle into `dir`.
+    /// Makes the CA and the certificate, and writes the bundle into `dir`: `system_bundle`
+    /// (when the file exists) with the CA appended.
     pub fn new(dir: &Path, system_bundle: &Path) -> anyhow::Result<Self> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
@@ -45,8 +46,14 @@ impl Fronts {
 
         std::fs::create_dir_all(dir)?;
         let bundle = dir.join("ca-bundle.pem");
-        let mut trusted = std::fs::read_to_string(system_bundle)
-            .with_context(|| format!("reading {}", system_bundle.display()))?;
+        // A machine without the system's bundle trusts the run's CA alone.
+        let mut trusted = match std::fs::read_to_string(system_bundle) {
+            Ok(system) => system,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(err) => {
+                return Err(err).with_context(|| format!("reading {}", system_bundle.display()))
+            }
+        };
         trusted.push('\n');
         trusted.push_str(&ca.pem());
         std::fs::write(&bundle, trusted)?;
