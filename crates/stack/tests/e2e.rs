@@ -212,14 +212,7 @@ async fn the_read_routes_answer_on_the_deployed_paths(api: &Api, _: &Stack) -> a
 
 async fn an_offline_device_is_refused_fast(api: &Api, _: &Stack) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (status, problem) = api
-        .send(
-            "POST",
-            "/devices/never-seen/invoke",
-            Some(json!({"method": "ping", "timeoutMs": 20000})),
-            None,
-        )
-        .await?;
+    let (status, problem) = api.invoke("never-seen", "ping", 20000).await?;
     ensure!(
         status == 404 && problem["code"] == "DEVICE_NOT_CONNECTED",
         "{problem}"

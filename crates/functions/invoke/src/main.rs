@@ -29,16 +29,17 @@ async fn main() -> Result<(), Error> {
             let both = async {
                 let (store, iot) =
                     tokio::join!(store.warm_up(), iot.warm_up(direct, config.topics.prefix()));
-                [
-                    store.err().map(|e| e.to_string()),
-                    iot.err().map(|e| e.to_string()),
-                ]
+                let store = store.err().map(|e| e.to_string());
+                store
+                    .into_iter()
+                    .chain(iot.err().map(|e| e.to_string()))
+                    .collect()
             };
             // Bounded: an endpoint that does not answer is the first call's to report.
-            let problems = tokio::time::timeout(WARM_UP_AT_MOST, both)
+            let problems: Vec<String> = tokio::time::timeout(WARM_UP_AT_MOST, both)
                 .await
-                .unwrap_or_else(|_| [Some("no answer within the warm-up's time".into()), None]);
-            for problem in problems.into_iter().flatten() {
+                .unwrap_or_else(|_| vec!["no answer within the warm-up's time".into()]);
+            for problem in problems {
                 tracing::warn!(%problem, "warming a connection up during init failed");
             }
         }

@@ -189,6 +189,22 @@ impl Api {
         })
     }
 
+    /// `POST /devices/{device}/invoke` with `method` and `timeoutMs`, no payload or key.
+    pub async fn invoke(
+        &self,
+        device: &str,
+        method: &str,
+        timeout_ms: u64,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.send(
+            "POST",
+            &format!("/devices/{device}/invoke"),
+            Some(serde_json::json!({"method": method, "timeoutMs": timeout_ms})),
+            None,
+        )
+        .await
+    }
+
     /// [`Api::call`] without the headers.
     pub async fn send(
         &self,

@@ -20,21 +20,6 @@ fn statuses(record: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn invoke(
-    api: &Api,
-    device: &str,
-    method: &str,
-    timeout_ms: u64,
-) -> anyhow::Result<(u16, Value)> {
-    api.send(
-        "POST",
-        &format!("/devices/{device}/invoke"),
-        Some(json!({"method": method, "timeoutMs": timeout_ms})),
-        None,
-    )
-    .await
-}
-
 /// A device's client (MQTT 5) that takes messages and, with `ack` false, never acknowledges
 /// them; it runs until the returned task is aborted.
 async fn raw_client(
@@ -73,7 +58,7 @@ pub async fn each_answer_says_whether_the_device_got_the_request(
     // Answered: DELIVERED (the device's PUBACK) kept in the timeline, and the record final at
     // once. DELIVERED is dated when the confirmation came back, which may be after the answer
     // was recorded (the device acknowledges and answers at once).
-    let (status, answered) = invoke(api, "dev-1", "ping", 5000).await?;
+    let (status, answered) = api.invoke("dev-1", "ping", 5000).await?;
     ensure!(
         status == 200 && answered["status"] == "SUCCEEDED",
         "{answered}"
@@ -91,13 +76,13 @@ pub async fn each_answer_says_whether_the_device_got_the_request(
     ensure!(seen == ["DELIVERED", "PENDING", "SUCCEEDED"], "{record}");
 
     // A device that got the request and never answers.
-    let (status, silent) = invoke(api, "dev-2", "silent", 500).await?;
+    let (status, silent) = api.invoke("dev-2", "silent", 500).await?;
     ensure!(status == 504 && silent["delivered"] == true, "{silent}");
 
     // A client that takes the request but never acknowledges it: it did not get it, as far as
     // anyone can know.
     let (_mute, task) = raw_client(stack, "mute-1", false).await?;
-    let (status, mute) = invoke(api, "mute-1", "ping", 1500).await?;
+    let (status, mute) = api.invoke("mute-1", "ping", 1500).await?;
     task.abort();
     ensure!(status == 504 && mute["delivered"] == false, "{mute}");
     let id = mute["requestId"].as_str().context("requestId")?;
@@ -115,7 +100,7 @@ pub async fn each_answer_says_whether_the_device_got_the_request(
     tokio::time::sleep(Duration::from_millis(300)).await;
     task.abort();
     let started = Instant::now();
-    let (status, gone) = invoke(api, "leaving-1", "ping", 20000).await?;
+    let (status, gone) = api.invoke("leaving-1", "ping", 20000).await?;
     ensure!(
         status == 404 && gone["code"] == "DEVICE_NOT_CONNECTED",
         "{status} {gone}"

@@ -226,14 +226,7 @@ pub async fn a_device_says_it_is_working_then_answers(
     _stack: &Stack,
 ) -> anyhow::Result<()> {
     // `progress`: IN_PROGRESS (reason PROGRESS, 50%) at once, SUCCEEDED 300 ms later.
-    let (status, answered) = api
-        .send(
-            "POST",
-            "/devices/dev-2/invoke",
-            Some(json!({"method": "progress", "timeoutMs": 5000})),
-            None,
-        )
-        .await?;
+    let (status, answered) = api.invoke("dev-2", "progress", 5000).await?;
     ensure!(
         status == 200 && answered["status"] == "SUCCEEDED",
         "{answered}"
